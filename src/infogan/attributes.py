@@ -1,0 +1,53 @@
+"""What a continuous code controls: image attributes measured on generated images.
+
+- rotation: angle (degrees) of the ink's principal axis from vertical, from
+  second-order image moments; positive leans right.
+- thickness: mean stroke width, 2 * ink area / ink perimeter on the binarised
+  image (a stroke of width w and length L has area wL and perimeter ~2L).
+- width: extent across the principal axis, 4 * sqrt(smallest moment eigenvalue),
+  which does not change when the digit only rotates.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+ATTRIBUTES = ("rotation", "thickness", "width")
+
+
+def measure(images: torch.Tensor) -> dict[str, np.ndarray]:
+    """images: (N, 1, H, W) in [-1, 1] (or (N, C, H, W): channels are averaged)."""
+    x = ((images.detach().float().cpu().mean(1) + 1) / 2).clamp(0, 1)  # ink in [0, 1]
+    n, h, w = x.shape
+    ys = torch.arange(h, dtype=torch.float32).view(1, h, 1)
+    xs = torch.arange(w, dtype=torch.float32).view(1, 1, w)
+    mass = x.sum((1, 2)).clamp_min(1e-6)
+    my = (x * ys).sum((1, 2)) / mass
+    mx = (x * xs).sum((1, 2)) / mass
+    dy, dx = ys - my.view(n, 1, 1), xs - mx.view(n, 1, 1)
+    cyy = (x * dy * dy).sum((1, 2)) / mass
+    cxx = (x * dx * dx).sum((1, 2)) / mass
+    cxy = (x * dx * dy).sum((1, 2)) / mass
+    # Rows grow downwards, so a right-leaning stroke has cxy < 0.
+    rotation = torch.rad2deg(-0.5 * torch.atan2(2 * cxy, cyy - cxx))
+    trace, det = cxx + cyy, cxx * cyy - cxy * cxy
+    lam_min = (trace / 2 - torch.sqrt(((trace / 2) ** 2 - det).clamp_min(0))).clamp_min(0)
+    width = 4 * torch.sqrt(lam_min)
+    ink = (x > 0.5).float()
+    area = ink.sum((1, 2))
+    padded = torch.nn.functional.pad(ink, (1, 1, 1, 1))
+    perimeter = ((padded[:, 1:, :] != padded[:, :-1, :]).float().sum((1, 2))
+                 + (padded[:, :, 1:] != padded[:, :, :-1]).float().sum((1, 2)))
+    thickness = 2 * area / perimeter.clamp_min(1)
+    return {"rotation": rotation.numpy(), "thickness": thickness.numpy(), "width": width.numpy()}
+
+
+def within_row_correlation(values: np.ndarray, attribute: np.ndarray, rows: int) -> float:
+    """Pearson correlation of a code value with an attribute after removing each row's
+    mean: rows differ in noise and other codes, and only the change along the code counts."""
+    v = values.reshape(rows, -1)
+    a = attribute.reshape(rows, -1).astype(np.float64)
+    v = v - v.mean(1, keepdims=True)
+    a = a - a.mean(1, keepdims=True)
+    denom = np.sqrt((v * v).sum() * (a * a).sum())
+    return float((v * a).sum() / denom) if denom > 0 else 0.0

@@ -1,0 +1,118 @@
+"""``python -m infogan <command>``: each command is a plain function tests call directly.
+
+Every command reads ``params.yaml`` (``--params``), picks an experiment
+(``--experiment``; its entry overrides the defaults) and takes ``-S key=value``
+overrides, validated before any work starts.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import ConfigError, InfoGANConfig, experiment_names, load_config
+from .data import DataError
+
+RUNS_DIR = "runs"
+
+
+def run_dir(experiment: str | None, runs_dir: str = RUNS_DIR) -> Path:
+    return Path(runs_dir) / (experiment or "default")
+
+
+def resolve(params: str, experiment: str | None, overrides: list[str] | None) -> tuple[InfoGANConfig, str | None]:
+    if experiment is None:
+        names = experiment_names(params, enabled_only=True)
+        experiment = names[0] if names else None
+    return load_config(params, experiment, overrides), experiment
+
+
+def prepare(params: str = "params.yaml", experiment: str | None = None, overrides: list[str] | None = None,
+            runs_dir: str = RUNS_DIR) -> dict:
+    from . import data
+
+    cfg, experiment = resolve(params, experiment, overrides)
+    summary = data.prepare(cfg.data)
+    print(json.dumps(summary, indent=2))
+    return summary
+
+
+def train(params: str = "params.yaml", experiment: str | None = None, overrides: list[str] | None = None,
+          runs_dir: str = RUNS_DIR, resume: bool = False, stop_after_epochs: int | None = None) -> dict:
+    from . import train as training
+
+    cfg, experiment = resolve(params, experiment, overrides)
+    return training.train(cfg, run_dir(experiment, runs_dir), resume=resume, stop_after_epochs=stop_after_epochs)
+
+
+def evaluate(params: str = "params.yaml", experiment: str | None = None, overrides: list[str] | None = None,
+             runs_dir: str = RUNS_DIR, out: str | None = None) -> dict:
+    from . import evaluate as evaluation
+
+    cfg, experiment = resolve(params, experiment, overrides)
+    folder = run_dir(experiment, runs_dir)
+    result = evaluation.evaluate(cfg, folder / "checkpoint.pt", out or folder / "metrics.json")
+    print(json.dumps({k: v for k, v in result.items() if k not in ("categorical",)}, indent=2))
+    return result
+
+
+def traverse(params: str = "params.yaml", experiment: str | None = None, overrides: list[str] | None = None,
+             runs_dir: str = RUNS_DIR) -> dict:
+    from . import traverse as traversal
+    from .train import select_device
+
+    cfg, experiment = resolve(params, experiment, overrides)
+    folder = run_dir(experiment, runs_dir)
+    manifest = traversal.traverse(cfg.traverse, folder, folder / "traversals", select_device(cfg.train.device))
+    print(f"[traverse] wrote {len(manifest['files'])} files to {folder / 'traversals'}")
+    return manifest
+
+
+def validate(params: str = "params.yaml", experiment: str | None = None, overrides: list[str] | None = None,
+             runs_dir: str = RUNS_DIR) -> dict:
+    names = [experiment] if experiment else (experiment_names(params) or [None])
+    configs = {str(n): load_config(params, n, overrides).model_dump(mode="json") for n in names}
+    print(f"[validate] {params}: {len(configs)} experiment config(s) valid: {', '.join(configs)}")
+    return configs
+
+
+COMMANDS = {"prepare": prepare, "train": train, "evaluate": evaluate, "traverse": traverse, "validate": validate}
+HELP = {
+    "prepare": "locate, verify (SHA-256) and convert the dataset into data/prepared/",
+    "train": "train G, D and Q; checkpoint every epoch (use --resume after an interruption)",
+    "evaluate": "score the checkpoint: Q accuracy/NMI, L_I vs H(c), continuous-code effects, FID",
+    "traverse": "render per-code traversal grids, GIFs over training snapshots and a manifest",
+    "validate": "check params.yaml (all experiments) and exit",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m infogan", description="InfoGAN pipeline commands")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, fn in COMMANDS.items():
+        p = sub.add_parser(name, help=HELP[name], description=HELP[name])
+        p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+        p.add_argument("-e", "--experiment", default=None,
+                       help="experiment in params.yaml's 'experiments' (default: the first enabled one)")
+        p.add_argument("-S", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a param, e.g. -S train.epochs=3 (repeatable)")
+        p.add_argument("--runs-dir", default=RUNS_DIR, help="where run folders live (default: runs)")
+        if name == "train":
+            p.add_argument("--resume", action="store_true", help="continue from runs/<experiment>/checkpoint.pt")
+            p.add_argument("--stop-after-epochs", type=int, default=None,
+                           help="train at most this many more epochs, then stop (the run stays resumable)")
+        if name == "evaluate":
+            p.add_argument("--out", default=None, help="metrics JSON path (default: runs/<experiment>/metrics.json)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = vars(build_parser().parse_args(argv))
+    command = COMMANDS[args.pop("command")]
+    try:
+        command(**args)
+    except (ConfigError, DataError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

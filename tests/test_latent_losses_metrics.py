@@ -1,0 +1,117 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from infogan import losses
+from infogan.attributes import measure, within_row_correlation
+from infogan.latent import LatentBatch, LatentSpec
+from infogan.metrics import hungarian_accuracy, normalized_mutual_info
+
+
+def test_spec_layout_and_entropy():
+    spec = LatentSpec(noise_dim=62, categorical=(10, 3), continuous=2)
+    assert spec.input_dim == 62 + 13 + 2
+    assert spec.q_output_dim == 13 + 4
+    assert spec.entropy_categorical == pytest.approx(math.log(10) + math.log(3))
+    assert spec.entropy_continuous == pytest.approx(2 * math.log(2))
+    names = [c["name"] for c in spec.describe()]
+    assert names == ["cat0", "cat1", "cont0", "cont1"]
+
+
+def test_sampling_shapes_ranges_and_seed():
+    spec = LatentSpec(noise_dim=5, categorical=(10, 4), continuous=3)
+    a = spec.sample(4000, torch.Generator().manual_seed(1))
+    b = spec.sample(4000, torch.Generator().manual_seed(1))
+    assert a.z.shape == (4000, 5) and a.cat.shape == (4000, 2) and a.cont.shape == (4000, 3)
+    assert torch.equal(a.z, b.z) and torch.equal(a.cat, b.cat)
+    assert a.cat[:, 0].min() == 0 and a.cat[:, 0].max() == 9 and a.cat[:, 1].max() == 3
+    assert a.cont.min() >= -1 and a.cont.max() <= 1 and a.cont.abs().max() > 0.99
+    counts = torch.bincount(a.cat[:, 0], minlength=10).float()
+    assert (counts / 4000 - 0.1).abs().max() < 0.03  # uniform prior
+
+
+def test_assemble_one_hot_and_split():
+    spec = LatentSpec(noise_dim=2, categorical=(3,), continuous=1)
+    batch = LatentBatch(torch.zeros(2, 2), torch.tensor([[2], [0]]), torch.tensor([[0.5], [-0.5]]))
+    x = spec.assemble(batch)
+    assert x.tolist() == [[0, 0, 0, 0, 1, 0.5], [0, 0, 1, 0, 0, -0.5]]
+    q = torch.arange(5.0).unsqueeze(0)
+    logits, mean, log_std = spec.split_q(q)
+    assert logits[0].tolist() == [[0, 1, 2]] and mean.tolist() == [[3]] and log_std.tolist() == [[4]]
+
+
+def test_spec_rejects_degenerate_codes():
+    with pytest.raises(ValueError, match=">= 2 values"):
+        LatentSpec(categorical=(1,))
+
+
+def test_gan_losses_on_known_logits():
+    zero = torch.zeros(8)
+    assert float(losses.d_loss(zero, zero)) == pytest.approx(2 * math.log(2))
+    assert float(losses.g_loss(zero)) == pytest.approx(math.log(2))
+    assert float(losses.g_loss(torch.full((4,), 20.0))) < 1e-6
+
+
+def test_info_terms_known_values():
+    spec = LatentSpec(noise_dim=0, categorical=(10,), continuous=2)
+    codes = LatentBatch(torch.zeros(6, 0), torch.arange(6).unsqueeze(1), torch.tensor([[0.3, -0.2]] * 6))
+    # Uniform logits: CE = ln 10, so L_I = 0. Mean = code, log-std = 0: NLL = 0.5 ln(2 pi) per code.
+    q = torch.cat([torch.zeros(6, 10), codes.cont, torch.zeros(6, 2)], 1)
+    terms = losses.info_nll(spec, q, codes)
+    assert float(terms.cat_nll) == pytest.approx(math.log(10), abs=1e-6)
+    assert float(terms.cont_nll) == pytest.approx(2 * 0.5 * math.log(2 * math.pi), abs=1e-6)
+    mi_cat, _ = losses.mutual_info_lower_bound(spec, terms)
+    assert mi_cat == pytest.approx(0.0, abs=1e-6)
+    # A confident, correct Q recovers all of H(c).
+    sure = torch.cat([torch.nn.functional.one_hot(codes.cat[:, 0], 10) * 50.0, torch.zeros(6, 4)], 1)
+    assert losses.mutual_info_lower_bound(spec, losses.info_nll(spec, sure, codes))[0] == pytest.approx(
+        math.log(10), abs=1e-4)
+    # log-std = log 2 and an error of 2: 0.5 ln 2pi + ln 2 + 0.5 per code.
+    off = torch.cat([torch.zeros(6, 10), codes.cont + 2, torch.full((6, 2), math.log(2))], 1)
+    expect = 2 * (0.5 * math.log(2 * math.pi) + math.log(2) + 0.5)
+    assert float(losses.info_nll(spec, off, codes).cont_nll) == pytest.approx(expect, abs=1e-5)
+
+
+def test_hungarian_accuracy_on_permutations():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 1000)
+    perm = rng.permutation(10)
+    acc, mapping = hungarian_accuracy(perm[labels], labels, 10, 10)
+    assert acc == 1.0
+    assert all(mapping[perm[k]] == k for k in range(10))
+    noisy = perm[labels].copy()
+    noisy[:100] = (noisy[:100] + 1) % 10
+    assert hungarian_accuracy(noisy, labels, 10, 10)[0] == pytest.approx(0.9, abs=0.01)
+    # 4 and 9 merged into one code value: that value matches the larger group, the smaller is lost.
+    merged = np.where(labels == 9, 4, labels)
+    smaller = min(np.mean(labels == 4), np.mean(labels == 9))
+    assert hungarian_accuracy(merged, labels, 10, 10)[0] == pytest.approx(1 - smaller)
+
+
+def test_nmi_bounds():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 10, 5000)
+    assert normalized_mutual_info((labels + 3) % 10, labels) == pytest.approx(1.0)
+    assert normalized_mutual_info(rng.integers(0, 10, 5000), labels) < 0.02
+
+
+def _bar(angle_deg: float, width: int) -> torch.Tensor:
+    """A 28x28 bar through the centre, leaning ``angle_deg`` right of vertical, in [-1, 1]."""
+    ys, xs = torch.meshgrid(torch.arange(28.0) - 13.5, torch.arange(28.0) - 13.5, indexing="ij")
+    t = math.radians(angle_deg)
+    # distance from the line through the centre with direction (sin t, -cos t) in (x, y)
+    dist = (xs * math.cos(t) + ys * math.sin(t)).abs()
+    img = ((dist <= width / 2) & (ys.abs() <= 10)).float()
+    return (img * 2 - 1).view(1, 1, 28, 28)
+
+
+def test_attributes_track_rotation_and_thickness():
+    angles = [-30, -15, 0, 15, 30]
+    rot = measure(torch.cat([_bar(a, 3) for a in angles]))["rotation"]
+    assert np.all(np.diff(rot) > 0) and rot[2] == pytest.approx(0, abs=1)
+    thick = measure(torch.cat([_bar(0, w) for w in (2, 4, 6)]))["thickness"]
+    assert np.all(np.diff(thick) > 0.5)
+    values = np.tile(np.array([1.0, 2.0, 3.0]), 2)
+    assert within_row_correlation(values, values * 5 + np.repeat([0.0, 100.0], 3), 2) == pytest.approx(1.0)

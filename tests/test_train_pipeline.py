@@ -1,0 +1,136 @@
+"""Training, resume, evaluation and traversal on a few hundred real MNIST images."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from infogan import cli
+from infogan.config import load_config
+from infogan.nets import generator_from_checkpoint
+from infogan.train import Trainer
+
+
+def _state(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_two_steps_on_real_subset_update_every_part(tiny_project):
+    cli.prepare()
+    cfg = load_config("params.yaml", "mnist")
+    trainer = Trainer(cfg, tiny_project / "runs" / "steps")
+    before = {k: v.clone() for k, v in list(trainer.G.state_dict().items()) + [
+        ("D." + k, v) for k, v in trainer.D.state_dict().items()]}
+    real = next(trainer.batches.epoch(torch.Generator().manual_seed(0)))
+    assert real.shape == (64, 1, 28, 28) and -1 <= float(real.min()) and float(real.max()) <= 1
+    for _ in range(2):
+        stats = trainer.train_step(real)
+    assert torch.isfinite(stats).all()
+    after = dict(list(trainer.G.state_dict().items()) + [("D." + k, v) for k, v in trainer.D.state_dict().items()])
+    for prefix in ("fc.0.weight", "D.body.0.weight", "D.d_head.weight", "D.q_head.3.weight"):
+        assert not torch.equal(before[prefix], after[prefix]), f"{prefix} was not trained"
+
+
+@pytest.mark.parametrize("lam, q_reaches_g", [(0.0, False), (1.0, True)])
+def test_information_term_reaches_g_only_when_lambda_positive(tiny_project, lam, q_reaches_g):
+    """lambda = 0 is a plain GAN for G (the paper's ablation) while Q still learns from G's
+    samples: two runs that differ only in Q's weights must then give the same G."""
+    cli.prepare()
+    cfg = load_config("params.yaml", "mnist", [f"train.lambda_cat={lam}", f"train.lambda_cont={lam / 10}"])
+    a, b = Trainer(cfg, tiny_project / "a"), Trainer(cfg, tiny_project / "b")
+    b.D.load_state_dict(a.D.state_dict())
+    b.G.load_state_dict(a.G.state_dict())
+    with torch.no_grad():
+        b.D.q_head[3].weight.mul_(-3.0)
+    real = next(a.batches.epoch(torch.Generator().manual_seed(0)))
+    q_before = a.D.q_head[3].weight.clone()
+    for trainer in (a, b):
+        torch.manual_seed(5)
+        trainer.train_step(real)
+    assert not torch.equal(q_before, a.D.q_head[3].weight), "Q must learn in both cases"
+    same_g = all(torch.equal(x, y) for x, y in zip(a.G.parameters(), b.G.parameters()))
+    assert same_g is not q_reaches_g
+
+
+def test_train_resume_equals_uninterrupted(tiny_project):
+    cli.prepare()
+    cli.train(experiment="mnist", runs_dir="straight")
+    cli.train(experiment="mnist", runs_dir="split", stop_after_epochs=1)
+    first = _state("split/mnist/checkpoint.pt")
+    assert first["epoch"] == 1
+    cli.train(experiment="mnist", runs_dir="split", resume=True)
+    a, b = _state("straight/mnist/checkpoint.pt"), _state("split/mnist/checkpoint.pt")
+    assert a["epoch"] == b["epoch"] == 2 and a["step"] == b["step"]
+    for key in a["generator"]:
+        assert torch.equal(a["generator"][key], b["generator"][key]), key
+    for key in a["discriminator"]:
+        assert torch.equal(a["discriminator"][key], b["discriminator"][key]), key
+    steps_a = (tiny_project / "straight/mnist/logs/steps.tsv").read_text()
+    steps_b = (tiny_project / "split/mnist/logs/steps.tsv").read_text()
+    assert steps_a == steps_b
+    assert not list((tiny_project / "split").rglob("*.tmp"))
+
+
+def test_resume_after_kill_mid_epoch(tiny_project):
+    """A real SIGKILL during epoch 2: the checkpoint of epoch 1 is intact and resume finishes."""
+    cli.prepare()
+    code = ("import sys; from infogan import cli, train as t\n"
+            "orig = t.Trainer.train_step\n"
+            "def step(self, real):\n"
+            "    if self.epoch == 1 and self.step == 12: import os, signal; os.kill(os.getpid(), signal.SIGKILL)\n"
+            "    return orig(self, real)\n"
+            "t.Trainer.train_step = step\n"
+            "cli.train(experiment='mnist')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr
+    assert _state("runs/mnist/checkpoint.pt")["epoch"] == 1
+    summary = cli.train(experiment="mnist", resume=True)
+    assert summary["epochs"] == 2 and [h["epoch"] for h in summary["history"]] == [1, 2]
+
+
+def test_full_chain_evaluate_and_traverse(tiny_project):
+    cli.prepare()
+    summary = cli.train(experiment="mnist")
+    assert [h["epoch"] for h in summary["history"]] == [1, 2]
+    assert 0.0 <= summary["history"][-1]["accuracy"] <= 1.0
+    run = tiny_project / "runs" / "mnist"
+    assert (run / "grids" / "epoch_001.png").exists() and (run / "progress.gif").exists()
+    header = (run / "logs" / "steps.tsv").read_text().splitlines()[0].split("\t")
+    assert header[:5] == ["step", "epoch", "images", "loss_d", "loss_g"]
+
+    ckpt = _state(run / "checkpoint.pt")  # weights_only: no pickled code in checkpoints
+    g = generator_from_checkpoint(ckpt)  # no params.yaml needed
+    with torch.no_grad():
+        out = g(g.spec.assemble(g.spec.sample(4)))
+    assert out.shape == (4, 1, 28, 28)
+
+    metrics = cli.evaluate(experiment="mnist")
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["checkpoint"].endswith("checkpoint.pt") and len(saved["checkpoint_sha256"]) == 64
+    assert saved["epoch"] == 2
+    assert 0 <= metrics["accuracy"] <= 1 and 0 <= metrics["nmi"] <= 1
+    assert metrics["h_cat"] == pytest.approx(2.302585, abs=1e-5) and metrics["mi_cat"] <= metrics["h_cat"] + 1e-6
+    assert set(metrics["continuous"]) == {"cont0", "cont1"}
+    assert set(metrics["continuous"]["cont0"]) == {"rotation", "thickness", "width"}
+    quality = metrics["image_quality"]
+    assert quality["fid"] >= 0 and quality["fid_floor_train_vs_test"] >= 0
+    assert quality["fid_floor_train_vs_test"] < quality["fid"]  # a 2-epoch toy G is far from real data
+
+    manifest = cli.traverse(experiment="mnist")
+    files = {f["file"] for f in manifest["files"]}
+    assert {"cat0.png", "cont0.png", "cont1.png", "cat0_over_epochs.gif"} <= files
+    from PIL import Image
+    with Image.open(run / "traversals" / "cat0.png") as im:  # 3 rows x 10 values of 28px + 2px pads
+        assert im.size == (10 * 30 + 2, 3 * 30 + 2)
+    with Image.open(run / "traversals" / "cont0_over_epochs.gif") as im:
+        assert im.n_frames == 2
+
+
+def test_module_cli_help_and_errors(tiny_project):
+    out = subprocess.run([sys.executable, "-m", "infogan", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for command in ("prepare", "train", "evaluate", "traverse"):
+        assert command in out.stdout
+    out = subprocess.run([sys.executable, "-m", "infogan", "evaluate"], capture_output=True, text=True)
+    assert out.returncode == 2 and "run `python -m infogan train` first" in out.stderr
