@@ -134,3 +134,16 @@ def test_module_cli_help_and_errors(tiny_project):
         assert command in out.stdout
     out = subprocess.run([sys.executable, "-m", "infogan", "evaluate"], capture_output=True, text=True)
     assert out.returncode == 2 and "run `python -m infogan train` first" in out.stderr
+
+
+def test_resume_refuses_a_checkpoint_trained_with_other_settings(tiny_project, capsys):
+    cli.prepare()
+    cli.train(experiment="mnist", stop_after_epochs=1)
+    # More epochs: a true continuation.
+    summary = cli.train(experiment="mnist", resume=True, overrides=["train.epochs=3"],
+                        stop_after_epochs=1)
+    assert [h["epoch"] for h in summary["history"]] == [1, 2]
+    # Another learning rate: resuming would mix two runs, so it starts afresh and says why.
+    summary = cli.train(experiment="mnist", resume=True, overrides=["train.lr_g=0.0005"], stop_after_epochs=1)
+    assert [h["epoch"] for h in summary["history"]] == [1]
+    assert "train.lr_g" in capsys.readouterr().out

@@ -17,8 +17,8 @@ from .data import DataError
 RUNS_DIR = "runs"
 
 
-def run_dir(experiment: str | None, runs_dir: str = RUNS_DIR) -> Path:
-    return Path(runs_dir) / (experiment or "default")
+def run_dir(experiment: str | None, runs_dir: str = RUNS_DIR, run_name: str | None = None) -> Path:
+    return Path(runs_dir) / (run_name or experiment or "default")
 
 
 def resolve(params: str, experiment: str | None, overrides: list[str] | None) -> tuple[InfoGANConfig, str | None]:
@@ -29,7 +29,7 @@ def resolve(params: str, experiment: str | None, overrides: list[str] | None) ->
 
 
 def prepare(params: str = "params.yaml", experiment: str | None = None, overrides: list[str] | None = None,
-            runs_dir: str = RUNS_DIR) -> dict:
+            runs_dir: str = RUNS_DIR, run_name: str | None = None) -> dict:
     from . import data
 
     cfg, experiment = resolve(params, experiment, overrides)
@@ -39,38 +39,40 @@ def prepare(params: str = "params.yaml", experiment: str | None = None, override
 
 
 def train(params: str = "params.yaml", experiment: str | None = None, overrides: list[str] | None = None,
-          runs_dir: str = RUNS_DIR, resume: bool = False, stop_after_epochs: int | None = None) -> dict:
+          runs_dir: str = RUNS_DIR, run_name: str | None = None, resume: bool = False,
+          stop_after_epochs: int | None = None) -> dict:
     from . import train as training
 
     cfg, experiment = resolve(params, experiment, overrides)
-    return training.train(cfg, run_dir(experiment, runs_dir), resume=resume, stop_after_epochs=stop_after_epochs)
+    return training.train(cfg, run_dir(experiment, runs_dir, run_name), resume=resume,
+                          stop_after_epochs=stop_after_epochs)
 
 
 def evaluate(params: str = "params.yaml", experiment: str | None = None, overrides: list[str] | None = None,
-             runs_dir: str = RUNS_DIR, out: str | None = None) -> dict:
+             runs_dir: str = RUNS_DIR, run_name: str | None = None, out: str | None = None) -> dict:
     from . import evaluate as evaluation
 
     cfg, experiment = resolve(params, experiment, overrides)
-    folder = run_dir(experiment, runs_dir)
+    folder = run_dir(experiment, runs_dir, run_name)
     result = evaluation.evaluate(cfg, folder / "checkpoint.pt", out or folder / "metrics.json")
     print(json.dumps({k: v for k, v in result.items() if k not in ("categorical",)}, indent=2))
     return result
 
 
 def traverse(params: str = "params.yaml", experiment: str | None = None, overrides: list[str] | None = None,
-             runs_dir: str = RUNS_DIR) -> dict:
+             runs_dir: str = RUNS_DIR, run_name: str | None = None) -> dict:
     from . import traverse as traversal
     from .train import select_device
 
     cfg, experiment = resolve(params, experiment, overrides)
-    folder = run_dir(experiment, runs_dir)
+    folder = run_dir(experiment, runs_dir, run_name)
     manifest = traversal.traverse(cfg.traverse, folder, folder / "traversals", select_device(cfg.train.device))
     print(f"[traverse] wrote {len(manifest['files'])} files to {folder / 'traversals'}")
     return manifest
 
 
 def validate(params: str = "params.yaml", experiment: str | None = None, overrides: list[str] | None = None,
-             runs_dir: str = RUNS_DIR) -> dict:
+             runs_dir: str = RUNS_DIR, run_name: str | None = None) -> dict:
     names = [experiment] if experiment else (experiment_names(params) or [None])
     configs = {str(n): load_config(params, n, overrides).model_dump(mode="json") for n in names}
     print(f"[validate] {params}: {len(configs)} experiment config(s) valid: {', '.join(configs)}")
@@ -98,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-S", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a param, e.g. -S train.epochs=3 (repeatable)")
         p.add_argument("--runs-dir", default=RUNS_DIR, help="where run folders live (default: runs)")
+        p.add_argument("--run-name", default=None, help="run folder name under --runs-dir (default: the experiment)")
         if name == "train":
             p.add_argument("--resume", action="store_true", help="continue from runs/<experiment>/checkpoint.pt")
             p.add_argument("--stop-after-epochs", type=int, default=None,

@@ -100,6 +100,15 @@ class TrainConfig(_Strict):
     # Q(c|x) over real x equals p(c)) and be confident on each, so one value cannot claim two
     # digits (4 and 9) while another splits one. 0 = off (the paper's objective).
     real_info: Annotated[float, Field(ge=0, le=100)] = 0.0
+    # Weight of the categorical information term measured on G's samples after a small random
+    # affine warp (rotation, scale, shift): the category must survive changes of slant, size and
+    # position, so it cannot settle on them instead of digit identity (no labels used). 0 = off.
+    lambda_cat_warped: Annotated[float, Field(ge=0, le=100)] = 0.0
+    warp_degrees: Annotated[float, Field(ge=0, le=90)] = 25.0
+    warp_scale: Annotated[float, Field(ge=0, le=0.5)] = 0.1
+    warp_shift: Annotated[float, Field(ge=0, le=0.5)] = 0.08
+    # Also thicken or thin strokes (3x3 dilation/erosion, a third of images each).
+    warp_stroke: bool = True
     seed: Annotated[int, Field(ge=0)] = 0
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     # Mixed precision (bf16 autocast) on CUDA; CPU always trains in fp32 (bf16 is slow there).

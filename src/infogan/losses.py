@@ -69,3 +69,25 @@ def real_code_entropy_gap(spec: LatentSpec, q_out_real: torch.Tensor) -> torch.T
         confidence = -(p * log_p).sum(1).mean()
         total = total + balance + confidence
     return total
+
+
+def random_affine(images: torch.Tensor, degrees: float, scale: float, shift: float) -> torch.Tensor:
+    """Differentiable random rotation/scale/shift per image (bilinear, zero = background -1)."""
+    n = images.shape[0]
+    dev = images.device
+    angle = (torch.rand(n, device=dev) * 2 - 1) * math.radians(degrees)
+    s = 1 + (torch.rand(n, device=dev) * 2 - 1) * scale
+    tx, ty = ((torch.rand(2, n, device=dev) * 2 - 1) * shift * 2)  # fraction of the half-width grid
+    cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
+    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
+    return F.grid_sample(images + 1, grid, mode="bilinear", padding_mode="zeros", align_corners=False) - 1
+
+
+def random_stroke(images: torch.Tensor) -> torch.Tensor:
+    """Per image: 3x3 dilation (thicker strokes), erosion (thinner) or nothing, a third each."""
+    thick = F.max_pool2d(images, 3, 1, 1)
+    thin = -F.max_pool2d(-images, 3, 1, 1)
+    choice = torch.randint(3, (images.shape[0], 1, 1, 1), device=images.device)
+    return torch.where(choice == 0, thick, torch.where(choice == 1, thin, images))
+

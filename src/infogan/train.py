@@ -146,7 +146,8 @@ class Trainer:
         with amp:
             h_real = body(real)
             h_fake = body(fake.detach())
-            loss_d = losses.d_loss(self.D.d_head(h_real).squeeze(1), self.D.d_head(h_fake).squeeze(1))
+            adv_d = losses.d_loss(self.D.d_head(h_real).squeeze(1), self.D.d_head(h_fake).squeeze(1))
+            loss_d = adv_d
             if tc.info_grad == "shared":
                 loss_d = loss_d + self._info_weighted(losses.info_nll(spec, self.D.q_head(h_fake), codes))
             if tc.real_info > 0 and spec.categorical:
@@ -164,10 +165,16 @@ class Trainer:
             adv = losses.g_loss(self.D.d_head(h).squeeze(1))
             terms = losses.info_nll(spec, self.D.q_head(h), codes)
             loss_g = adv + self._info_weighted(terms)
+            if tc.lambda_cat_warped > 0 and spec.categorical:
+                warped = losses.random_affine(fake, tc.warp_degrees, tc.warp_scale, tc.warp_shift)
+                if tc.warp_stroke:
+                    warped = losses.random_stroke(warped)
+                warped_terms = losses.info_nll(spec, self.D.q_head(body(warped)), codes)
+                loss_g = loss_g + tc.lambda_cat_warped * warped_terms.cat_nll
         loss_g.backward()
         self.opt_g.step()
         self.opt_q.step()
-        return torch.stack([loss_d.detach().float(), adv.detach().float(),
+        return torch.stack([adv_d.detach().float(), adv.detach().float(),
                             terms.cat_nll.detach(), terms.cont_nll.detach()])
 
     # ------------------------------------------------------------------ epoch-level outputs
@@ -214,10 +221,15 @@ class Trainer:
         steps_path = self.out / "logs" / "steps.tsv"
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "logs").mkdir(exist_ok=True)
-        if resume and ckpt_path.exists():
-            self.load_state(safe_load(ckpt_path, map_location=self.device))
+        ckpt = safe_load(ckpt_path, map_location=self.device) if resume and ckpt_path.exists() else None
+        changed = changed_settings(ckpt["config"], self.cfg.model_dump(mode="json")) if ckpt else []
+        if changed:
+            print(f"[train] not resuming {ckpt_path}: it was trained with other settings "
+                  f"({', '.join(changed)}); starting afresh", flush=True)
+        if ckpt is not None and not changed:
+            self.load_state(ckpt)
             self._prune_step_log(steps_path)
-        elif ckpt_path.exists() and not resume:
+        elif ckpt_path.exists():
             # Fresh start: stale outputs of an earlier run must not mix into this one.
             for stale in [ckpt_path, steps_path, self.out / "logs" / "epochs.json", self.out / "progress.gif"]:
                 stale.unlink(missing_ok=True)
@@ -275,6 +287,27 @@ class Trainer:
             print(f"[train] {msg}", flush=True)
         return {"epochs": self.epoch, "steps": self.step, "images_seen": self.images_seen, "history": self.history,
                 "device": str(self.device), "checkpoint": str(ckpt_path)}
+
+
+# Settings a run may change and still resume: how long, and what is logged or rendered.
+RESUMABLE_CHANGES = {"train.epochs", "train.snapshot_epochs", "train.log_every", "train.progress_bar",
+                     "train.eval_each_epoch", "train.threads"}
+
+
+def changed_settings(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """Keys (dotted) whose values differ between a checkpoint's config and the current one,
+    ignoring evaluate/traverse and the settings in RESUMABLE_CHANGES."""
+    changed = []
+    for key in sorted(set(saved) | set(current)):
+        dotted = f"{prefix}{key}"
+        if dotted in RESUMABLE_CHANGES or dotted in ("evaluate", "traverse"):
+            continue
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed += changed_settings(a, b, f"{dotted}.")
+        elif a != b:
+            changed.append(dotted)
+    return changed
 
 
 def train(cfg: InfoGANConfig, out_dir: str | Path, resume: bool = False,
