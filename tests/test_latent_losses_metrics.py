@@ -115,3 +115,28 @@ def test_attributes_track_rotation_and_thickness():
     assert np.all(np.diff(thick) > 0.5)
     values = np.tile(np.array([1.0, 2.0, 3.0]), 2)
     assert within_row_correlation(values, values * 5 + np.repeat([0.0, 100.0], 3), 2) == pytest.approx(1.0)
+
+
+def test_frechet_distance_and_prdc_known_values():
+    from infogan.features import frechet_distance, prdc
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(2000, 4))
+    b = rng.normal(size=(2000, 4))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    # Same covariance, mean shifted by 3 in one dimension: FD = 9 (up to sampling noise).
+    assert frechet_distance(a, b + np.array([3.0, 0, 0, 0])) == pytest.approx(9.0, rel=0.05)
+    same = prdc(a[:500], b[:500], k=5)
+    assert same["precision"] > 0.8 and same["recall"] > 0.8
+    far = prdc(a[:500], b[:500] + 10.0, k=5)
+    assert far["precision"] == 0.0 and far["recall"] == 0.0 and far["coverage"] == 0.0
+
+
+def test_random_warp_is_identity_at_zero_and_keeps_background():
+    from infogan.losses import random_affine, random_stroke
+
+    x = torch.rand(3, 1, 28, 28) * 2 - 1
+    assert torch.allclose(random_affine(x, 0, 0, 0), x, atol=1e-5)
+    blank = -torch.ones(2, 1, 28, 28)
+    assert torch.allclose(random_affine(blank, 25, 0.1, 0.08), blank, atol=1e-5)
+    assert torch.equal(random_stroke(blank), blank)

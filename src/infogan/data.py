@@ -226,16 +226,25 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
+def _square_64(im) -> np.ndarray:
+    """PIL image -> centre-cropped, 64x64, uint8 (3, 64, 64)."""
+    from PIL import Image
+
+    im = im.convert("RGB")
+    w, h = im.size
+    side = min(w, h)
+    im = im.crop(((w - side) // 2, (h - side) // 2, (w + side) // 2, (h + side) // 2))
+    return np.asarray(im.resize((64, 64), Image.BILINEAR), dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
 def _load_image_64(path: Path) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        w, h = im.size
-        side = min(w, h)
-        im = im.crop(((w - side) // 2, (h - side) // 2, (w + side) // 2, (h + side) // 2))
-        im = im.resize((64, 64), Image.BILINEAR)
-        return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
+    try:
+        with Image.open(path) as im:
+            return _square_64(im)
+    except OSError as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from exc
 
 
 class ImageFileDataset(torch.utils.data.Dataset):
@@ -263,11 +272,7 @@ class LsunDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> torch.Tensor:
         img, _ = self.inner[i]
-        img = img.convert("RGB")
-        w, h = img.size
-        side = min(w, h)
-        img = img.crop(((w - side) // 2, (h - side) // 2, (w + side) // 2, (h + side) // 2)).resize((64, 64))
-        return torch.from_numpy(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy())
+        return torch.from_numpy(_square_64(img))
 
 
 def _first_existing(cfg_data) -> Path:
