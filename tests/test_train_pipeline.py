@@ -37,7 +37,8 @@ def test_information_term_reaches_g_only_when_lambda_positive(tiny_project, lam,
     """lambda = 0 is a plain GAN for G (the paper's ablation) while Q still learns from G's
     samples: two runs that differ only in Q's weights must then give the same G."""
     cli.prepare()
-    cfg = load_config("params.yaml", "mnist", [f"train.lambda_cat={lam}", f"train.lambda_cont={lam / 10}"])
+    cfg = load_config("params.yaml", "mnist", [f"train.lambda_cat={lam}", f"train.lambda_cont={lam / 10}",
+                                               f"train.lambda_cat_warped={lam}", f"train.real_info={lam}"])
     a, b = Trainer(cfg, tiny_project / "a"), Trainer(cfg, tiny_project / "b")
     b.D.load_state_dict(a.D.state_dict())
     b.G.load_state_dict(a.G.state_dict())
