@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .config import ConfigError, InfoGANConfig, experiment_names, load_config
 from .data import DataError
+from .env import apply_tool_env
 
 RUNS_DIR = "runs"
 
@@ -79,13 +80,41 @@ def validate(params: str = "params.yaml", experiment: str | None = None, overrid
     return configs
 
 
-COMMANDS = {"prepare": prepare, "train": train, "evaluate": evaluate, "traverse": traverse, "validate": validate}
+def select(params: str = "params.yaml", metrics_dir: str = "metrics", out: str = "models/selected") -> dict:
+    from .config import experiment_names, load_pipeline_config
+    from .select import select as select_generator
+
+    pc = load_pipeline_config(params)
+    files = {name: Path(metrics_dir) / f"{name}.json" for name in experiment_names(params)}
+    record = select_generator(pc.select, files, out)
+    winner = record["winner"]
+    print(f"[select] {winner['experiment']} wins on {record['metric']} = {winner['value']:.4f} "
+          f"({len(record['ranking'])} candidate(s)); wrote {out}")
+    return record
+
+
+def package(params: str = "params.yaml", selection_dir: str = "models/selected") -> dict:
+    from .config import load_pipeline_config, read_params
+    from .package import package as package_generator
+
+    pc = load_pipeline_config(params)
+    record = package_generator(pc.package, selection_dir, params=read_params(params))
+    print(f"[package] saved {record['tag']} to the BentoML store ({record['bentoml_home']}) "
+          f"and exported {record['export_path']}")
+    return record
+
+
+COMMANDS = {"prepare": prepare, "train": train, "evaluate": evaluate, "traverse": traverse, "validate": validate,
+            "select": select, "package": package}
+PER_EXPERIMENT = ("prepare", "train", "evaluate", "traverse", "validate")
 HELP = {
     "prepare": "locate, verify (SHA-256) and convert the dataset into data/prepared/",
     "train": "train G, D and Q; checkpoint every epoch (use --resume after an interruption)",
     "evaluate": "score the checkpoint: Q accuracy/NMI, L_I vs H(c), continuous-code effects, FID",
     "traverse": "render per-code traversal grids, GIFs over training snapshots and a manifest",
     "validate": "check params.yaml (all experiments) and exit",
+    "select": "rank the experiments' generators on pipeline.select.metric; write the winner to models/selected",
+    "package": "save the selected generator into the BentoML model store and export a .bentomodel file",
 }
 
 
@@ -95,6 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
     for name, fn in COMMANDS.items():
         p = sub.add_parser(name, help=HELP[name], description=HELP[name])
         p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+        if name == "select":
+            p.add_argument("--metrics-dir", default="metrics", help="folder of <experiment>.json (default: metrics)")
+            p.add_argument("--out", default="models/selected", help="output folder (default: models/selected)")
+        if name == "package":
+            p.add_argument("--selection-dir", default="models/selected",
+                           help="the select stage's output (default: models/selected)")
+        if name not in PER_EXPERIMENT:
+            continue
         p.add_argument("-e", "--experiment", default=None,
                        help="experiment in params.yaml's 'experiments' (default: the first enabled one)")
         p.add_argument("-S", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -111,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    apply_tool_env()
     args = vars(build_parser().parse_args(argv))
     command = COMMANDS[args.pop("command")]
     try:

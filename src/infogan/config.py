@@ -164,6 +164,26 @@ class InfoGANConfig(_Strict):
         return self
 
 
+class SelectConfig(_Strict):
+    # A key of the evaluation metrics JSON (dotted for nested keys, e.g. image_quality.fid).
+    metric: str = "accuracy"
+    mode: Literal["max", "min"] = "max"
+    # Experiments whose generators compete; empty = every experiment defined.
+    experiments: list[str] = Field(default_factory=list)
+
+
+class PackageConfig(_Strict):
+    model_name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=63)] = "infogan-generator"
+    export_path: str = "models/infogan-generator.bentomodel"
+
+
+class PipelineConfig(_Strict):
+    """Settings of the cross-experiment stages (select, package); not per experiment."""
+
+    select: SelectConfig = SelectConfig()
+    package: PackageConfig = PackageConfig()
+
+
 class ParamsFile(_Strict):
     """The whole params.yaml: defaults plus named experiments (overrides)."""
 
@@ -174,6 +194,15 @@ class ParamsFile(_Strict):
     evaluate: dict[str, Any] = Field(default_factory=dict)
     traverse: dict[str, Any] = Field(default_factory=dict)
     experiments: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    pipeline: PipelineConfig = PipelineConfig()
+
+    @model_validator(mode="after")
+    def _selection_names_experiments(self) -> "ParamsFile":
+        unknown = [e for e in self.pipeline.select.experiments if e not in self.experiments]
+        if unknown:
+            raise ValueError(f"pipeline.select.experiments names unknown experiment(s) {unknown}; "
+                             f"defined: {sorted(self.experiments)}")
+        return self
 
     @field_validator("experiments")
     @classmethod
@@ -281,6 +310,13 @@ def config_from_dict(raw: dict[str, Any], experiment: str | None = None,
     except ValidationError as err:
         raise ConfigError(f"{source} is invalid:\n{prefix}\n{_format_validation_error(err, '')}"
                           if prefix else f"{source} is invalid:\n{_format_validation_error(err, '')}") from None
+
+
+def load_pipeline_config(path: str | Path = "params.yaml") -> PipelineConfig:
+    try:
+        return ParamsFile.model_validate(read_params(path)).pipeline
+    except ValidationError as err:
+        raise ConfigError(f"{path} is invalid:\n{_format_validation_error(err, '')}") from None
 
 
 def load_config(path: str | Path = "params.yaml", experiment: str | None = None,

@@ -289,22 +289,31 @@ class Trainer:
                 "device": str(self.device), "checkpoint": str(ckpt_path)}
 
 
-# Settings a run may change and still resume: how long, and what is logged or rendered.
+# Settings a run may change and still resume: how long, where the data comes from (the files
+# themselves are pinned by SHA-256), and what is logged, tracked or rendered.
 RESUMABLE_CHANGES = {"train.epochs", "train.snapshot_epochs", "train.log_every", "train.progress_bar",
-                     "train.eval_each_epoch", "train.threads"}
+                     "train.eval_each_epoch", "train.threads", "train.device",
+                     "data.local_dirs", "data.download", "data.fetch_order", "data.download_dir",
+                     "data.download_timeout_s", "data.num_workers", "data.verify_checksums",
+                     "evaluate", "traverse", "tracking"}
 
 
-def changed_settings(saved: dict, current: dict, prefix: str = "") -> list[str]:
+def changed_settings(saved: dict, current: dict, prefix: str = "", defaults: dict | None = None) -> list[str]:
     """Keys (dotted) whose values differ between a checkpoint's config and the current one,
-    ignoring evaluate/traverse and the settings in RESUMABLE_CHANGES."""
+    ignoring RESUMABLE_CHANGES. A key the checkpoint predates counts as unchanged while the
+    current value is that key's default."""
+    if defaults is None:
+        defaults = InfoGANConfig().model_dump(mode="json")
     changed = []
     for key in sorted(set(saved) | set(current)):
         dotted = f"{prefix}{key}"
-        if dotted in RESUMABLE_CHANGES or dotted in ("evaluate", "traverse"):
+        if dotted in RESUMABLE_CHANGES:
             continue
-        a, b = saved.get(key), current.get(key)
+        a, b, default = saved.get(key), current.get(key), (defaults or {}).get(key)
+        if key not in saved and b == default:
+            continue
         if isinstance(a, dict) and isinstance(b, dict):
-            changed += changed_settings(a, b, f"{dotted}.")
+            changed += changed_settings(a, b, f"{dotted}.", default if isinstance(default, dict) else {})
         elif a != b:
             changed.append(dotted)
     return changed

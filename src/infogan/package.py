@@ -1,0 +1,92 @@
+"""The ``package`` stage: put the selected generator into the BentoML model store.
+
+The model folder holds ``generator.pt`` (constructor args, latent spec, weights: loaded with
+``weights_only=True``) and the full ``selection.json``/``metrics.json``/``params.json``; the
+store's labels and metadata carry the headline figures and provenance in primitive types, so
+``bentoml models get`` shows them. The model is also exported as a ``.bentomodel`` file (the
+DVC output the service image bakes in).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from .config import PackageConfig
+from .io import atomic_path, atomic_write_json
+from .select import GENERATOR_FILE, SELECTION_FILE
+
+# Where the project keeps its BentoML store unless BENTOML_HOME says otherwise.
+DEFAULT_BENTOML_HOME = ".bentoml"
+HEADLINE_METRICS = ("accuracy", "nmi", "mi_cat", "h_cat")
+
+
+def git_revision(cwd: str | Path = ".") -> str:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def code_roles(metrics: dict) -> dict[str, str]:
+    """Continuous code -> the image attribute evaluation found it controls (for labels and UIs)."""
+    roles = metrics.get("continuous_roles") or {}
+    if not roles:
+        return {}
+    return {roles["rotation_code"]: "rotation", roles["shape_code"]: roles["shape_attribute"]}
+
+
+def headline(metrics: dict) -> dict:
+    """Flat, primitive-typed figures for the store's metadata."""
+    out = {k: metrics[k] for k in HEADLINE_METRICS if isinstance(metrics.get(k), (int, float))}
+    quality = metrics.get("image_quality") or {}
+    for key in ("fid", "fid_floor_train_vs_test", "precision", "recall"):
+        if isinstance(quality.get(key), (int, float)):
+            out[f"image_quality_{key}"] = quality[key]
+    roles = metrics.get("continuous_roles") or {}
+    for key in ("rotation_r", "rotation_cross_r", "shape_r", "shape_cross_r"):
+        if isinstance(roles.get(key), (int, float)):
+            out[key] = roles[key]
+    for code, attribute in code_roles(metrics).items():
+        out[f"{code}_controls"] = attribute
+    return out
+
+
+def package(pc: PackageConfig, selection_dir: str | Path, params: dict | None = None) -> dict:
+    import bentoml
+
+    selection_dir = Path(selection_dir)
+    selection_file = selection_dir / SELECTION_FILE
+    if not selection_file.is_file():
+        raise FileNotFoundError(f"{selection_file} not found: run `python -m infogan select` (or `dvc repro`) first")
+    selection = json.loads(selection_file.read_text())
+    winner, metrics = selection["winner"], selection["metrics"]
+    revision = git_revision()
+    labels = {"experiment": winner["experiment"], "dataset": str(metrics.get("dataset")),
+              "selected_on": selection["metric"], "git_revision": revision[:12]}
+    metadata = {"experiment": winner["experiment"], "selection_metric": selection["metric"],
+                "selection_value": winner["value"], "epoch": winner.get("epoch"), "git_revision": revision,
+                "checkpoint_sha256": winner["checkpoint_sha256"], **headline(metrics)}
+    metadata = {k: v for k, v in metadata.items() if v is not None}
+    with bentoml.models.create(pc.model_name, labels=labels, metadata=metadata) as ref:
+        shutil.copyfile(selection_dir / GENERATOR_FILE, ref.path_of(GENERATOR_FILE))
+        Path(ref.path_of("selection.json")).write_text(json.dumps(selection, indent=2))
+        Path(ref.path_of("metrics.json")).write_text(json.dumps(metrics, indent=2))
+        Path(ref.path_of("params.json")).write_text(json.dumps(params or {}, indent=2))
+    tag = str(ref.tag)
+    export = Path(pc.export_path)
+    export.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(export) as tmp:
+        tmp.unlink()
+        written = bentoml.models.export_model(tag, str(tmp) + ".bentomodel")
+        os.replace(written, tmp)
+    record = {"tag": tag, "model_name": pc.model_name, "export_path": str(export), "labels": labels,
+              "metadata": metadata, "bentoml_home": os.environ.get("BENTOML_HOME", "")}
+    atomic_write_json(export.with_suffix(".json"), record)
+    return record
