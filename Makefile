@@ -1,11 +1,16 @@
 # Two entry points that do their own set-up on a fresh machine:
-#   make run   - create .venv if needed, then prepare -> train -> evaluate -> traverse every default experiment
+#   make run   - create .venv if needed, then `dvc repro`: prepare -> train -> evaluate -> traverse every
+#                experiment in params.yaml, then select -> package the best generator
 #   make test  - create .venv if needed, then the default (fast) test suite
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXPERIMENTS ?= mnist fashion_mnist
+
+# The venv's tools (dvc, python -m infogan inside dvc.yaml's cmds) come first; tools stay quiet.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export DVC_NO_ANALYTICS := 1
 
 .PHONY: setup run test test-all bench clean
 
@@ -20,12 +25,7 @@ setup: $(STAMP)
 
 run: $(STAMP)
 	$(PY) -m infogan validate
-	for e in $(EXPERIMENTS); do \
-	  $(PY) -m infogan prepare -e $$e && \
-	  $(PY) -m infogan train -e $$e --resume && \
-	  $(PY) -m infogan evaluate -e $$e && \
-	  $(PY) -m infogan traverse -e $$e || exit 1; \
-	done
+	dvc repro
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -40,3 +40,162 @@ def tiny_project(tmp_path, monkeypatch):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def wandb_in_tmp(tmp_path_factory, monkeypatch):
+    """W&B never writes outside a tmp folder nor looks for a key in the user's home; tracking
+    is off (WANDB_MODE=disabled wins over params) unless a test turns it on (tests/test_tracking.py)."""
+    root = tmp_path_factory.mktemp("wandb")
+    for key, sub in (("WANDB_DIR", ""), ("WANDB_CACHE_DIR", "cache"), ("WANDB_DATA_DIR", "data"),
+                     ("WANDB_CONFIG_DIR", "config")):
+        monkeypatch.setenv(key, str(root / sub))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    return root
+
+
+def tool_environ(root: Path) -> dict:
+    """os.environ for subprocesses: the venv's tools first on PATH, every tool's state in ``root``."""
+    import sys
+
+    from infogan.env import tool_env
+
+    env = dict(os.environ)
+    env.update(tool_env(root))
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.pop("WANDB_API_KEY", None)
+    env["WANDB_MODE"] = "offline"
+    return env
+
+
+def make_dvc_project(root: Path, epochs: int = 1, experiments: tuple[str, ...] = ("mnist",)) -> Path:
+    """A real git + DVC project in ``root``: the repo's dvc.yaml and src/, a tiny params.yaml."""
+    import shutil
+    import subprocess
+
+    shared_dataset("mnist")
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")
+    shutil.copytree(ROOT / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    params = tiny_params(train={"epochs": epochs})
+    params["experiments"] = {name: params["experiments"][name] for name in experiments}
+    params["pipeline"]["select"]["experiments"] = [experiments[0]]
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = tool_environ(root)
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "ci@example.invalid"],
+                ["git", "config", "user.name", "ci"], ["dvc", "init", "-q"],
+                ["dvc", "config", "core.analytics", "false"], ["git", "add", "-A"],
+                ["git", "commit", "-qm", "tiny project"]):
+        subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True)
+    return root
+
+
+# ---- the BentoML service: a tiny packaged model and one `bentoml serve` per test session --------
+# (tests/test_service.py and tests/test_explorer.py share them.)
+SERVICE = "service.service:InfoGANGenerator"
+READY_TIMEOUT_S = 180
+
+# The pipeline's own commands, in one process: prepare, train one short epoch, evaluate,
+# select, package (which saves into $BENTOML_HOME and exports the .bentomodel).
+PIPELINE = """
+from infogan import cli
+for argv in (["prepare", "-e", "mnist"], ["train", "-e", "mnist"],
+             ["evaluate", "-e", "mnist", "--out", "metrics/mnist.json"], ["select"], ["package"]):
+    assert cli.main(argv) == 0, argv
+"""
+
+
+def service_env(bentoml_home: Path, **extra: str) -> dict:
+    import sys
+
+    from infogan.env import tool_env
+
+    env = dict(os.environ)
+    env.update(tool_env(bentoml_home.parent))
+    env.update({"BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "true", "PYTHONUNBUFFERED": "1"})
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.pop("INFOGAN_MODEL_TAG", None)
+    env.update(extra)
+    return env
+
+
+def bentoml_cli(*args: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "bentoml", *args]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def packaged_model(tmp_path_factory):
+    """A real (tiny) generator in a tmp BentoML store, made once per test session."""
+    import subprocess
+    import sys
+
+    shared_dataset("mnist")
+    project = tmp_path_factory.mktemp("service_project")
+    params = tiny_params()
+    params["data"]["train_subset"] = 256
+    params["train"].update({"epochs": 1, "snapshot_epochs": [], "eval_each_epoch": False})
+    params["experiments"] = {"mnist": {"data": {"dataset": "mnist"}}}
+    params["pipeline"] = {"select": {"experiments": ["mnist"]}}
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    home = project / "bentoml"
+    proc = subprocess.run([sys.executable, "-c", PIPELINE], cwd=project, env=service_env(home),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    models = list((home / "models" / "infogan-generator").glob("*/model.yaml"))
+    assert len(models) == 1, models
+    tag = "infogan-generator:" + models[0].parent.name
+    return {"home": home, "tag": tag, "project": project,
+            "metadata": yaml.safe_load(models[0].read_text())["metadata"]}
+
+
+@pytest.fixture(scope="session")
+def server(packaged_model, tmp_path_factory):
+    """``bentoml serve`` on a free local port; killed (whole process group) afterwards."""
+    import signal
+    import subprocess
+    import time
+
+    requests = pytest.importorskip("requests")
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(bentoml_cli("serve", SERVICE, "--host", "127.0.0.1", "--port", str(port)),
+                                cwd=ROOT, env=service_env(packaged_model["home"]), stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        start, ready = time.monotonic(), False
+        while time.monotonic() - start < READY_TIMEOUT_S and proc.poll() is None:
+            try:
+                ready = requests.get(f"{url}/readyz", timeout=2).status_code == 200
+            except requests.RequestException:
+                pass
+            if ready:
+                break
+            time.sleep(0.3)
+        if not ready:
+            pytest.fail(f"service not ready after {time.monotonic() - start:.0f}s (exit code {proc.poll()}):\n"
+                        + log.read_text(errors="replace")[-4000:])
+        yield {"url": url, "cold_start_s": time.monotonic() - start, "log": log, **packaged_model}
+    finally:
+        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(proc.pid, sig)
+                proc.wait(timeout=wait)
+                break
+            except ProcessLookupError:
+                break
+            except subprocess.TimeoutExpired:
+                continue

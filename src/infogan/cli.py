@@ -46,7 +46,7 @@ def train(params: str = "params.yaml", experiment: str | None = None, overrides:
 
     cfg, experiment = resolve(params, experiment, overrides)
     return training.train(cfg, run_dir(experiment, runs_dir, run_name), resume=resume,
-                          stop_after_epochs=stop_after_epochs)
+                          stop_after_epochs=stop_after_epochs, experiment=experiment)
 
 
 def evaluate(params: str = "params.yaml", experiment: str | None = None, overrides: list[str] | None = None,
@@ -55,20 +55,23 @@ def evaluate(params: str = "params.yaml", experiment: str | None = None, overrid
 
     cfg, experiment = resolve(params, experiment, overrides)
     folder = run_dir(experiment, runs_dir, run_name)
-    result = evaluation.evaluate(cfg, folder / "checkpoint.pt", out or folder / "metrics.json")
+    result = evaluation.evaluate(cfg, folder / "checkpoint.pt", out or folder / "metrics.json",
+                                 experiment=experiment)
     print(json.dumps({k: v for k, v in result.items() if k not in ("categorical",)}, indent=2))
     return result
 
 
 def traverse(params: str = "params.yaml", experiment: str | None = None, overrides: list[str] | None = None,
-             runs_dir: str = RUNS_DIR, run_name: str | None = None) -> dict:
+             runs_dir: str = RUNS_DIR, run_name: str | None = None, out: str | None = None) -> dict:
     from . import traverse as traversal
     from .train import select_device
 
     cfg, experiment = resolve(params, experiment, overrides)
     folder = run_dir(experiment, runs_dir, run_name)
-    manifest = traversal.traverse(cfg.traverse, folder, folder / "traversals", select_device(cfg.train.device))
-    print(f"[traverse] wrote {len(manifest['files'])} files to {folder / 'traversals'}")
+    out_dir = Path(out) if out else folder / "traversals"
+    manifest = traversal.traverse(cfg.traverse, folder, out_dir, select_device(cfg.train.device),
+                                  config=cfg, experiment=experiment)
+    print(f"[traverse] wrote {len(manifest['files'])} files to {out_dir}")
     return manifest
 
 
@@ -93,12 +96,13 @@ def select(params: str = "params.yaml", metrics_dir: str = "metrics", out: str =
     return record
 
 
-def package(params: str = "params.yaml", selection_dir: str = "models/selected") -> dict:
+def package(params: str = "params.yaml", selection_dir: str = "models/selected",
+            record: str = "models/package.json") -> dict:
     from .config import load_pipeline_config, read_params
     from .package import package as package_generator
 
     pc = load_pipeline_config(params)
-    record = package_generator(pc.package, selection_dir, params=read_params(params))
+    record = package_generator(pc.package, selection_dir, params=read_params(params), record_path=record)
     print(f"[package] saved {record['tag']} to the BentoML store ({record['bentoml_home']}) "
           f"and exported {record['export_path']}")
     return record
@@ -130,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "package":
             p.add_argument("--selection-dir", default="models/selected",
                            help="the select stage's output (default: models/selected)")
+            p.add_argument("--record", default="models/package.json",
+                           help="where to write the packaged model's tag and metadata (default: models/package.json)")
         if name not in PER_EXPERIMENT:
             continue
         p.add_argument("-e", "--experiment", default=None,
@@ -144,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="train at most this many more epochs, then stop (the run stays resumable)")
         if name == "evaluate":
             p.add_argument("--out", default=None, help="metrics JSON path (default: runs/<experiment>/metrics.json)")
+        if name == "traverse":
+            p.add_argument("--out", default=None, help="output folder (default: runs/<experiment>/traversals)")
     return parser
 
 

@@ -1,7 +1,7 @@
 """The one owner of configuration: ``params.yaml`` validated by pydantic.
 
 ``params.yaml`` holds default sections (data, latent, model, train, evaluate,
-traverse) and an ``experiments`` mapping whose entries override them.  An
+traverse, tracking) and an ``experiments`` mapping whose entries override them.  An
 experiment's effective config is ``defaults <- experiments[name]`` merged key by
 key, then validated; any typo or out-of-range value fails before work starts.
 """
@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-SECTIONS = ("data", "latent", "model", "train", "evaluate", "traverse")
+SECTIONS = ("data", "latent", "model", "train", "evaluate", "traverse", "tracking")
 
 
 class ConfigError(ValueError):
@@ -147,6 +147,29 @@ class TraverseConfig(_Strict):
     seed: Annotated[int, Field(ge=0)] = 7
 
 
+class WandbConfig(_Strict):
+    """Weights & Biases (see infogan.tracking). ``auto``: online when an API key is configured
+    (WANDB_API_KEY, or a netrc entry for the W&B host), else offline; never waits on the network.
+    The WANDB_MODE environment variable, when set, wins over ``mode``."""
+
+    mode: Literal["auto", "online", "offline", "disabled"] = "auto"
+    project: Annotated[str, Field(min_length=1, max_length=128)] = "infogan-pipeline"
+    entity: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    # Progress grids (each snapshot epoch), traversal grids, per-value table and GIFs.
+    log_images: bool = True
+    # The checkpoint as a `model` artifact (one collection for every experiment, so the
+    # select stage's `best` alias points at one version across experiments).
+    log_model: bool = True
+    model_artifact: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=128)] = "infogan-model"
+    # Online only: how long wandb.init may take before the run falls back to offline.
+    init_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+
+
+class TrackingConfig(_Strict):
+    wandb: WandbConfig = WandbConfig()
+
+
 class InfoGANConfig(_Strict):
     data: DataConfig = DataConfig()
     latent: LatentConfig = LatentConfig()
@@ -154,6 +177,7 @@ class InfoGANConfig(_Strict):
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     traverse: TraverseConfig = TraverseConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
     @model_validator(mode="after")
     def _arch_fits_data(self) -> "InfoGANConfig":
@@ -193,6 +217,7 @@ class ParamsFile(_Strict):
     train: dict[str, Any] = Field(default_factory=dict)
     evaluate: dict[str, Any] = Field(default_factory=dict)
     traverse: dict[str, Any] = Field(default_factory=dict)
+    tracking: dict[str, Any] = Field(default_factory=dict)
     experiments: dict[str, dict[str, Any]] = Field(default_factory=dict)
     pipeline: PipelineConfig = PipelineConfig()
 

@@ -10,8 +10,19 @@ import os
 from pathlib import Path
 
 
+def project_root(start: str | Path = ".") -> Path:
+    """The project folder; for a queued `dvc exp run` (which runs in <project>/.dvc/tmp/exps/<tmp>),
+    the project it was queued from, so its packaged models land in the real store."""
+    start = Path(start).resolve()
+    parts = start.parts
+    for i in range(len(parts) - 2):
+        if parts[i:i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    return start
+
+
 def tool_env(root: str | Path = ".") -> dict[str, str]:
-    root = Path(root).resolve()
+    root = project_root(root)
     return {
         "DVC_NO_ANALYTICS": "1",
         "DVC_SITE_CACHE_DIR": str(root / ".dvc_site_cache"),

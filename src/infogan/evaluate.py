@@ -22,6 +22,7 @@ from .io import atomic_write_json
 from .latent import LatentBatch, LatentSpec
 from .metrics import categorical_scores
 from .nets import Discriminator, Generator
+from .tracking import RunLogger
 from .train import load_checkpoint, select_device
 
 
@@ -139,7 +140,10 @@ def image_quality(cfg: InfoGANConfig, g, spec, device, train_split, test_split) 
     }
 
 
-def evaluate(cfg: InfoGANConfig, checkpoint: str | Path, out_json: str | Path | None = None) -> dict:
+def evaluate(cfg: InfoGANConfig, checkpoint: str | Path, out_json: str | Path | None = None,
+             experiment: str | None = None) -> dict:
+    """Score ``checkpoint``; the result also goes to W&B per ``cfg.tracking`` (an ``evaluate``
+    job run grouped with the experiment's training; ``experiment`` defaults to the run folder)."""
     t0 = time.perf_counter()
     device = select_device(cfg.train.device)
     ckpt = load_checkpoint(checkpoint, device)
@@ -172,4 +176,6 @@ def evaluate(cfg: InfoGANConfig, checkpoint: str | Path, out_json: str | Path | 
     result["seconds"] = round(time.perf_counter() - t0, 2)
     if out_json is not None:
         atomic_write_json(out_json, result)
+    with RunLogger(Path(checkpoint).parent, cfg, experiment, job_type="evaluate").start() as tracker:
+        tracker.log_evaluation(result)
     return result

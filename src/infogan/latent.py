@@ -121,3 +121,26 @@ class LatentBatch:
 
     def __len__(self) -> int:
         return self.z.shape[0]
+
+
+def traversal_latents(spec: LatentSpec, code: str, rows: int, values: list, seed: int) -> LatentBatch:
+    """Latents for one code's traversal, row-major: row r, column = value index. Other
+    categorical codes are drawn per row; for a continuous code, cat0 = row index mod its size
+    (one category per row, as in the paper's Figure 2) and other continuous codes are 0."""
+    names = [c["name"] for c in spec.describe()]
+    if code not in names:
+        raise ValueError(f"unknown code {code!r}; this latent spec has {names}")
+    gen = torch.Generator().manual_seed(seed)
+    base = spec.sample(rows, gen)
+    cols = len(values)
+    z = base.z.repeat_interleave(cols, 0)
+    cat = base.cat.repeat_interleave(cols, 0)
+    cont = torch.zeros(rows * cols, spec.continuous)
+    index = int(code[3:] if code.startswith("cat") else code[4:])
+    if code.startswith("cat"):
+        cat[:, index] = torch.tensor(values, dtype=torch.long).repeat(rows)
+    else:
+        if spec.categorical:
+            cat[:, 0] = (torch.arange(rows) % spec.categorical[0]).repeat_interleave(cols)
+        cont[:, index] = torch.tensor(values, dtype=torch.float32).repeat(rows)
+    return LatentBatch(z, cat, cont)

@@ -37,9 +37,12 @@ def git_revision(cwd: str | Path = ".") -> str:
 def code_roles(metrics: dict) -> dict[str, str]:
     """Continuous code -> the image attribute evaluation found it controls (for labels and UIs)."""
     roles = metrics.get("continuous_roles") or {}
-    if not roles:
-        return {}
-    return {roles["rotation_code"]: "rotation", roles["shape_code"]: roles["shape_attribute"]}
+    found = {}
+    if roles.get("rotation_code"):
+        found[roles["rotation_code"]] = "rotation"
+    if roles.get("shape_code") and roles.get("shape_attribute"):
+        found[roles["shape_code"]] = roles["shape_attribute"]
+    return found
 
 
 def headline(metrics: dict) -> dict:
@@ -58,7 +61,8 @@ def headline(metrics: dict) -> dict:
     return out
 
 
-def package(pc: PackageConfig, selection_dir: str | Path, params: dict | None = None) -> dict:
+def package(pc: PackageConfig, selection_dir: str | Path, params: dict | None = None,
+            record_path: str | Path = "models/package.json") -> dict:
     import bentoml
 
     selection_dir = Path(selection_dir)
@@ -88,5 +92,5 @@ def package(pc: PackageConfig, selection_dir: str | Path, params: dict | None = 
         os.replace(written, tmp)
     record = {"tag": tag, "model_name": pc.model_name, "export_path": str(export), "labels": labels,
               "metadata": metadata, "bentoml_home": os.environ.get("BENTOML_HOME", "")}
-    atomic_write_json(export.with_suffix(".json"), record)
+    atomic_write_json(record_path, record)
     return record

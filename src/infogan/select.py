@@ -14,6 +14,7 @@ from pathlib import Path
 from .config import ConfigError, SelectConfig
 from .evaluate import file_sha256
 from .io import atomic_torch_save, atomic_write_json, safe_load
+from .tracking import mark_best
 
 GENERATOR_FILE = "generator.pt"
 SELECTION_FILE = "selection.json"
@@ -75,4 +76,6 @@ def select(sc: SelectConfig, metrics_files: dict[str, Path], out_dir: str | Path
               "metrics": candidates[best["experiment"]], "generator": str(out_dir / GENERATOR_FILE),
               "generator_sha256": file_sha256(out_dir / GENERATOR_FILE)}
     atomic_write_json(out_dir / SELECTION_FILE, record)
+    # W&B: move the model artifact's `best` alias to the winner (no-op when untracked; never raises).
+    mark_best(checkpoint.parent, metric=sc.metric, value=best["value"], experiment=best["experiment"])
     return record

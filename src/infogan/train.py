@@ -5,10 +5,10 @@ Run layout (``out_dir``):
   snapshots/generator_epoch_NNN.pt   G alone at snapshot epochs (for GIFs over training)
   grids/epoch_NNN.png, progress.gif  fixed-latent progress grids
   logs/steps.tsv, logs/epochs.json   per-step losses, per-epoch metrics
+  wandb_run.json                     this training's W&B run id (resume continues it); see infogan.tracking
 """
 from __future__ import annotations
 
-import csv
 import time
 from pathlib import Path
 
@@ -23,9 +23,7 @@ from .io import atomic_torch_save, atomic_write_json, safe_load
 from .latent import LatentBatch, LatentSpec
 from .metrics import categorical_scores
 from .nets import build_models
-
-STEP_COLUMNS = ["step", "epoch", "images", "loss_d", "loss_g", "info_cat_nll", "info_cont_nll",
-                "mi_cat", "h_cat", "mi_cont", "h_cont"]
+from .tracking import STEP_COLUMNS, RunLogger  # noqa: F401 (STEP_COLUMNS: re-exported)
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -61,9 +59,10 @@ def fixed_grid_latents(spec: LatentSpec, seed: int, columns: int = 10) -> tuple[
 
 
 class Trainer:
-    def __init__(self, cfg: InfoGANConfig, out_dir: str | Path):
+    def __init__(self, cfg: InfoGANConfig, out_dir: str | Path, experiment: str | None = None):
         self.cfg = cfg
         self.out = Path(out_dir)
+        self.experiment = experiment or self.out.name  # the W&B group
         tc = cfg.train
         if tc.threads:
             torch.set_num_threads(tc.threads)
@@ -205,86 +204,82 @@ class Trainer:
                           self.out / "snapshots" / f"generator_epoch_{epoch:03d}.pt")
 
     # ------------------------------------------------------------------ the loop
-    def _prune_step_log(self, path: Path) -> None:
-        """After a resume, drop rows of the epoch that was interrupted."""
-        if not path.exists():
-            return
-        with open(path) as fh:
-            rows = list(csv.reader(fh, delimiter="\t"))
-        kept = [rows[0]] + [r for r in rows[1:] if r and int(r[1]) <= self.epoch]
-        with open(path, "w", newline="") as fh:
-            csv.writer(fh, delimiter="\t").writerows(kept)
-
     def fit(self, resume: bool = False, stop_after_epochs: int | None = None) -> dict:
         tc = self.cfg.train
         ckpt_path = self.out / "checkpoint.pt"
-        steps_path = self.out / "logs" / "steps.tsv"
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "logs").mkdir(exist_ok=True)
         ckpt = safe_load(ckpt_path, map_location=self.device) if resume and ckpt_path.exists() else None
         changed = changed_settings(ckpt["config"], self.cfg.model_dump(mode="json")) if ckpt else []
         if changed:
             print(f"[train] not resuming {ckpt_path}: it was trained with other settings "
                   f"({', '.join(changed)}); starting afresh", flush=True)
-        if ckpt is not None and not changed:
+        resumed = ckpt is not None and not changed
+        if resumed:
             self.load_state(ckpt)
-            self._prune_step_log(steps_path)
         elif ckpt_path.exists():
-            # Fresh start: stale outputs of an earlier run must not mix into this one.
-            for stale in [ckpt_path, steps_path, self.out / "logs" / "epochs.json", self.out / "progress.gif"]:
+            # Fresh start: stale outputs of an earlier run must not mix into this one (the logger
+            # starts logs/ afresh below).
+            for stale in [ckpt_path, self.out / "progress.gif"]:
                 stale.unlink(missing_ok=True)
             for folder in ("grids", "snapshots"):
                 for f in (self.out / folder).glob("*"):
                     f.unlink()
-        if not steps_path.exists():
-            with open(steps_path, "w", newline="") as fh:
-                csv.writer(fh, delimiter="\t").writerow(STEP_COLUMNS)
+        # The one writer of logs/steps.tsv and logs/epochs.json, and the one sender to W&B.
+        logger = RunLogger(self.out, self.cfg, self.experiment).start(resume=resumed, epoch=self.epoch)
 
         h_cat, h_cont = self.spec.entropy_categorical, self.spec.entropy_continuous
         snapshot_epochs = set(tc.snapshot_epochs) | {tc.epochs}
         last_epoch = tc.epochs if stop_after_epochs is None else min(tc.epochs, self.epoch + stop_after_epochs)
         self.G.train()
         self.D.train()
-        for epoch in range(self.epoch + 1, last_epoch + 1):
-            data_gen = torch.Generator().manual_seed(epoch_seed(tc.seed, epoch))
-            torch.manual_seed(epoch_seed(tc.seed, epoch) + 1)
-            rows: list[list] = []
-            window = torch.zeros(4, device=self.device)
-            window_n = 0
-            t0 = time.perf_counter()
-            bar = tqdm(self.batches.epoch(data_gen), total=len(self.batches), desc=f"epoch {epoch}/{tc.epochs}",
-                       disable=not tc.progress_bar, mininterval=1.0, leave=False, dynamic_ncols=True)
-            for real in bar:
-                window += self.train_step(real)
-                window_n += 1
-                self.step += 1
-                self.images_seen += real.shape[0]
-                if self.step % tc.log_every == 0 or window_n == len(self.batches):
-                    d, g, cat_nll, cont_nll = (window / window_n).tolist()  # the only host sync
-                    rows.append([self.step, epoch, self.images_seen, round(d, 5), round(g, 5), round(cat_nll, 5),
-                                 round(cont_nll, 5), round(h_cat - cat_nll, 5), round(h_cat, 5),
-                                 round(h_cont - cont_nll, 5), round(h_cont, 5)])
-                    bar.set_postfix(D=f"{d:.3f}", G=f"{g:.3f}", L_I=f"{h_cat - cat_nll:.3f}/{h_cat:.3f}")
-                    window.zero_()
-                    window_n = 0
-            bar.close()
-            seconds = time.perf_counter() - t0
-            self.epoch = epoch
-            record = {"epoch": epoch, "step": self.step, "images_seen": self.images_seen,
-                      "seconds": round(seconds, 3),
-                      "images_per_s": round(len(self.batches) * tc.batch_size / seconds, 1),
-                      "mi_cat": rows[-1][7] if rows else None, "h_cat": h_cat}
-            record.update(self.evaluate_epoch())
-            self.history.append(record)
-            with open(steps_path, "a", newline="") as fh:
-                csv.writer(fh, delimiter="\t").writerows(rows)
-            if epoch in snapshot_epochs:
-                self.render_grid(epoch)
-                self.save_snapshot(epoch)
-            atomic_write_json(self.out / "logs" / "epochs.json", self.history)
-            atomic_torch_save(self.state(), ckpt_path)  # last: the epoch counts only once all is written
-            msg = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
-            print(f"[train] {msg}", flush=True)
+        failed, first_epoch = True, self.epoch
+        try:
+            for epoch in range(self.epoch + 1, last_epoch + 1):
+                data_gen = torch.Generator().manual_seed(epoch_seed(tc.seed, epoch))
+                torch.manual_seed(epoch_seed(tc.seed, epoch) + 1)
+                rows: list[list] = []
+                window = torch.zeros(4, device=self.device)
+                window_n = 0
+                t0 = time.perf_counter()
+                bar = tqdm(self.batches.epoch(data_gen), total=len(self.batches), desc=f"epoch {epoch}/{tc.epochs}",
+                           disable=not tc.progress_bar, mininterval=1.0, leave=False, dynamic_ncols=True)
+                for real in bar:
+                    window += self.train_step(real)
+                    window_n += 1
+                    self.step += 1
+                    self.images_seen += real.shape[0]
+                    if self.step % tc.log_every == 0 or window_n == len(self.batches):
+                        d, g, cat_nll, cont_nll = (window / window_n).tolist()  # the only host sync
+                        rows.append([self.step, epoch, self.images_seen, round(d, 5), round(g, 5), round(cat_nll, 5),
+                                     round(cont_nll, 5), round(h_cat - cat_nll, 5), round(h_cat, 5),
+                                     round(h_cont - cont_nll, 5), round(h_cont, 5)])
+                        bar.set_postfix(D=f"{d:.3f}", G=f"{g:.3f}", L_I=f"{h_cat - cat_nll:.3f}/{h_cat:.3f}")
+                        window.zero_()
+                        window_n = 0
+                bar.close()
+                seconds = time.perf_counter() - t0
+                self.epoch = epoch
+                record = {"epoch": epoch, "step": self.step, "images_seen": self.images_seen,
+                          "seconds": round(seconds, 3),
+                          "images_per_s": round(len(self.batches) * tc.batch_size / seconds, 1),
+                          "mi_cat": rows[-1][7] if rows else None, "h_cat": h_cat}
+                record.update(self.evaluate_epoch())
+                self.history.append(record)
+                grid = None
+                if epoch in snapshot_epochs:
+                    grid = self.render_grid(epoch)
+                    self.save_snapshot(epoch)
+                logger.log_steps(rows)  # steps.tsv + W&B
+                logger.log_epoch(record, self.history, grid)  # epochs.json + W&B
+                atomic_torch_save(self.state(), ckpt_path)  # last: the epoch counts only once all is written
+                msg = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
+                print(f"[train] {msg}", flush=True)
+            if last_epoch > first_epoch:  # the checkpoint changed: a new version of the model artifact
+                logger.log_model(ckpt_path, {"epoch": self.epoch, "step": self.step, "images_seen": self.images_seen,
+                                             "final": self.history[-1]})
+            failed = False
+        finally:
+            logger.finish(failed=failed)
         return {"epochs": self.epoch, "steps": self.step, "images_seen": self.images_seen, "history": self.history,
                 "device": str(self.device), "checkpoint": str(ckpt_path)}
 
@@ -320,8 +315,8 @@ def changed_settings(saved: dict, current: dict, prefix: str = "", defaults: dic
 
 
 def train(cfg: InfoGANConfig, out_dir: str | Path, resume: bool = False,
-          stop_after_epochs: int | None = None) -> dict:
-    trainer = Trainer(cfg, out_dir)
+          stop_after_epochs: int | None = None, experiment: str | None = None) -> dict:
+    trainer = Trainer(cfg, out_dir, experiment)
     summary = trainer.fit(resume=resume, stop_after_epochs=stop_after_epochs)
     atomic_write_json(Path(out_dir) / "train_summary.json",
                       {k: v for k, v in summary.items() if k != "history"} | {"final": summary["history"][-1]})

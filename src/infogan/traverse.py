@@ -7,30 +7,13 @@ from pathlib import Path
 
 import torch
 
-from .config import TraverseConfig
+from .config import InfoGANConfig, TraverseConfig
 from .evaluate import generate
 from .images import make_grid, save_gif, save_png
 from .io import atomic_write_json, safe_load
-from .latent import LatentBatch, LatentSpec
+from .latent import LatentSpec, traversal_latents  # noqa: F401 - re-exported for callers
 from .nets import Generator
-
-
-def traversal_latents(spec: LatentSpec, code: str, rows: int, values: list, seed: int) -> LatentBatch:
-    """Latents for one code's traversal, row-major: row r, column = value index."""
-    gen = torch.Generator().manual_seed(seed)
-    base = spec.sample(rows, gen)
-    cols = len(values)
-    z = base.z.repeat_interleave(cols, 0)
-    cat = base.cat.repeat_interleave(cols, 0)
-    cont = torch.zeros(rows * cols, spec.continuous)
-    index = int(code.lstrip("catont"))
-    if code.startswith("cat"):
-        cat[:, index] = torch.tensor(values, dtype=torch.long).repeat(rows)
-    else:
-        if spec.categorical:  # one category per row, as in the paper's Figure 2
-            cat[:, 0] = (torch.arange(rows) % spec.categorical[0]).repeat_interleave(cols)
-        cont[:, index] = torch.tensor(values, dtype=torch.float32).repeat(rows)
-    return LatentBatch(z, cat, cont)
+from .tracking import RunLogger
 
 
 def code_values(spec: LatentSpec, code: str, tc: TraverseConfig) -> list:
@@ -52,7 +35,10 @@ def _load_generator(path: Path, device) -> tuple[Generator, dict]:
     return g.eval(), blob
 
 
-def traverse(tc: TraverseConfig, run_dir: str | Path, out_dir: str | Path, device="cpu") -> dict:
+def traverse(tc: TraverseConfig, run_dir: str | Path, out_dir: str | Path, device="cpu",
+             config: InfoGANConfig | None = None, experiment: str | None = None) -> dict:
+    """``config``: the full config, whose ``tracking`` section sends the grids, a (code, value,
+    image) table and the GIFs to W&B (a ``traverse`` job run); None = files only."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     g, ckpt = _load_generator(run_dir / "checkpoint.pt", device)
     spec = g.spec
@@ -76,4 +62,7 @@ def traverse(tc: TraverseConfig, run_dir: str | Path, out_dir: str | Path, devic
             manifest["files"].append({"file": gif.name, "code": code, "kind": "gif_over_epochs",
                                       "epochs": [e for e, _ in snapshot_gens], "columns": values})
     atomic_write_json(out_dir / "manifest.json", manifest)
+    if config is not None:
+        with RunLogger(run_dir, config, experiment, job_type="traverse").start() as tracker:
+            tracker.log_traversals(manifest, out_dir)
     return manifest

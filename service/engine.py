@@ -1,0 +1,207 @@
+"""Everything the generation service does besides HTTP: load G from a model folder, check
+requests against the model's latent spec, build latents, run G through a small batcher,
+encode PNG/GIF.
+
+Reproducibility contract: image ``i`` of a request with ``seed`` is drawn from its own
+generator seeded with ``seed + i`` (z first, then the codes that are not fixed), so the
+JSON variant can report, for every image, the single-image request that redraws it.
+G is always run on at least ``MIN_ROWS`` rows (padding with zeros): on CPU, PyTorch picks
+a different matmul kernel for 1-3 rows, whose last-bit float differences could change a
+pixel after rounding; from 4 rows up a row's output does not depend on the other rows.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import math
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from infogan.images import make_grid
+from infogan.io import safe_load
+from infogan.latent import LatentBatch
+from infogan.nets import Generator, generator_from_checkpoint
+
+GENERATOR_FILE = "generator.pt"
+MAX_IMAGES = 256  # per request, and per G forward
+MIN_ROWS = 8  # see the module docstring
+CONT_FIXED_RANGE = (-3.0, 3.0)  # fixed continuous values may extrapolate past the prior's [-1, 1]
+
+
+class RequestError(ValueError):
+    """A request that does not fit this model; the service turns it into HTTP 400."""
+
+
+def load_generator(model_dir: str | Path) -> tuple[Generator, dict]:
+    path = Path(model_dir) / GENERATOR_FILE
+    blob = safe_load(path)
+    missing = {"generator_args", "generator"} - set(blob)
+    if missing:
+        raise ValueError(f"{path} lacks {sorted(missing)}: not a generator saved by `python -m infogan package`")
+    return generator_from_checkpoint(blob), blob
+
+
+def finite_json(obj):
+    """NaN/inf (JSON cannot carry them) -> None, recursively."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def gif_bytes(frames: list[Image.Image], frame_ms: int) -> bytes:
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
+    return buf.getvalue()
+
+
+class MicroBatcher:
+    """Run G on the rows of every request waiting when G becomes free, in one forward.
+
+    No batching window: a lone request runs at once; requests that arrive while G is busy
+    are merged (up to ``max_rows``) into the next forward. Forwards run one at a time in a
+    worker thread, so the event loop keeps accepting requests.
+    """
+
+    def __init__(self, g: Generator, max_rows: int = MAX_IMAGES, min_rows: int = MIN_ROWS):
+        self.g, self.max_rows, self.min_rows = g, max_rows, min_rows
+        self._pending: deque = deque()
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="infogan-g")
+        self._lock = threading.Lock()
+        self.stats = {"forwards": 0, "requests": 0, "rows": 0, "max_requests_per_forward": 0, "forward_s": 0.0}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """G on ``x`` padded to at least ``min_rows`` rows; thread-safe; inference mode."""
+        n = x.shape[0]
+        if n < self.min_rows:
+            x = torch.cat([x, x.new_zeros(self.min_rows - n, x.shape[1])])
+        with self._lock, torch.inference_mode():
+            start = time.perf_counter()
+            out = self.g(x)[:n].clone()
+            self.stats["forward_s"] += time.perf_counter() - start
+            return out
+
+    async def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done():
+            self._wake = asyncio.Event()
+            self._task = loop.create_task(self._run())
+        fut = loop.create_future()
+        self._pending.append((x, fut))
+        self._wake.set()
+        return await fut
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch, rows = [], 0
+                while self._pending and (not batch or rows + len(self._pending[0][0]) <= self.max_rows):
+                    item = self._pending.popleft()
+                    if item[1].done():  # the client went away
+                        continue
+                    batch.append(item)
+                    rows += len(item[0])
+                if not batch:
+                    continue
+                try:
+                    out = await loop.run_in_executor(self._executor, self.forward, torch.cat([b[0] for b in batch]))
+                except Exception as exc:  # noqa: BLE001 - handed to every waiting request
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    continue
+                self.stats["forwards"] += 1
+                self.stats["requests"] += len(batch)
+                self.stats["rows"] += rows
+                self.stats["max_requests_per_forward"] = max(self.stats["max_requests_per_forward"], len(batch))
+                start = 0
+                for x, fut in batch:
+                    if not fut.done():
+                        fut.set_result(out[start:start + len(x)])
+                    start += len(x)
+
+
+class Engine:
+    def __init__(self, model_dir: str | Path):
+        self.model_dir = Path(model_dir)
+        self.g, self.blob = load_generator(self.model_dir)
+        self.spec = self.g.spec
+        self.codes = {c["name"]: c for c in self.spec.describe()}
+        self.batcher = MicroBatcher(self.g)
+        self.batcher.forward(self.spec.assemble(self.spec.sample(1, torch.Generator().manual_seed(0))))  # warm up
+
+    def read_json(self, name: str) -> dict:
+        path = self.model_dir / name
+        return finite_json(json.loads(path.read_text())) if path.is_file() else {}
+
+    # ---- request checks ---------------------------------------------------------
+    def check_code_name(self, field: str, name: str) -> dict:
+        if name not in self.codes:
+            raise RequestError(f"{field}: unknown code {name!r}; this model's codes are {', '.join(self.codes)}")
+        return self.codes[name]
+
+    def check_fixed(self, fixed: dict | None) -> dict[str, float]:
+        out = {}
+        for name, value in (fixed or {}).items():
+            code = self.check_code_name(f"codes.{name}", name)
+            value = float(value)
+            if not math.isfinite(value):
+                raise RequestError(f"codes.{name}: value must be a finite number, got {value}")
+            if code["kind"] == "categorical":
+                if not value.is_integer() or not 0 <= value < code["size"]:
+                    raise RequestError(f"codes.{name}: categorical index must be an integer in "
+                                       f"0..{code['size'] - 1}, got {value:g}")
+                out[name] = int(value)
+            else:
+                low, high = CONT_FIXED_RANGE
+                if not low <= value <= high:
+                    raise RequestError(f"codes.{name}: continuous value must be in [{low:g}, {high:g}], got {value:g}")
+                out[name] = value
+        return out
+
+    # ---- latents ---------------------------------------------------------------------
+    def latents(self, n: int, seed: int, fixed: dict[str, float]) -> LatentBatch:
+        """Image i: its own generator seeded with seed + i; fixed codes override the draw."""
+        parts = [self.spec.sample(1, torch.Generator().manual_seed(seed + i)) for i in range(n)]
+        batch = LatentBatch(torch.cat([p.z for p in parts]), torch.cat([p.cat for p in parts]),
+                            torch.cat([p.cont for p in parts]))
+        for name, value in fixed.items():
+            index = int(name[4:] if name.startswith("cont") else name[3:])
+            if name.startswith("cat"):
+                batch.cat[:, index] = int(value)
+            else:
+                batch.cont[:, index] = float(value)
+        return batch
+
+    def code_values(self, batch: LatentBatch) -> list[dict]:
+        rows = []
+        for i in range(len(batch)):
+            row = {f"cat{j}": int(batch.cat[i, j]) for j in range(batch.cat.shape[1])}
+            row.update({f"cont{j}": float(batch.cont[i, j]) for j in range(batch.cont.shape[1])})
+            rows.append(row)
+        return rows
+
+    async def images(self, batch: LatentBatch) -> torch.Tensor:
+        return await self.batcher(self.spec.assemble(batch))

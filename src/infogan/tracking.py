@@ -1,0 +1,522 @@
+"""Experiment tracking: the one writer of the logs DVC plots and the one sender to W&B.
+
+``RunLogger`` writes a training run's ``logs/steps.tsv`` (per logged step: losses, L_I
+against H(c)) and ``logs/epochs.json`` (per epoch: accuracy, NMI, speed) and sends the
+very same numbers to Weights & Biases, so the DVC plots and the W&B charts cannot disagree.
+It also sends what evaluation and traversal produce, and the checkpoint as a ``model``
+artifact.
+
+W&B runs (``tracking.wandb`` in params.yaml):
+- mode ``auto`` is online when an API key is configured (``WANDB_API_KEY``, or a netrc entry
+  for the W&B host, as ``wandb login`` writes), else offline; ``WANDB_MODE``, when set, wins
+  over params. Offline runs land in ``$WANDB_DIR/wandb/offline-run-*`` (the CLI sets
+  WANDB_DIR to the project root; see infogan.env) and upload with ``wandb sync``. An online
+  run that cannot start (no network) falls back to offline: tracking never fails a stage.
+- one run per job: ``train`` (per-step and per-epoch metrics, progress grids, the model
+  artifact), ``evaluate`` (the metrics JSON, continuous-code correlations), ``traverse``
+  (traversal grids, a code/value/image table, GIFs), ``select`` (moves the ``best`` alias);
+  all grouped by experiment (``group``), tagged with the git revision and DVC_EXP_NAME.
+- a resumed training continues the same W&B run: its id is kept in
+  ``runs/<experiment>/wandb_run.json`` (a fresh start gets a new id). Offline, each resume
+  writes one more ``offline-run-*-<id>`` folder; ``wandb sync`` uploads them in order into
+  the one run.
+- mode ``disabled`` writes only the DVC logs and never imports wandb.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import netrc
+import os
+import secrets
+import string
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .config import InfoGANConfig, WandbConfig
+from .io import atomic_path, atomic_write_json
+
+STEP_COLUMNS = ["step", "epoch", "images", "loss_d", "loss_g", "info_cat_nll", "info_cont_nll",
+                "mi_cat", "h_cat", "mi_cont", "h_cont"]
+STEPS_FILE = Path("logs") / "steps.tsv"
+EPOCHS_FILE = Path("logs") / "epochs.json"
+RUN_RECORD = "wandb_run.json"  # the training run's W&B id (resume continues it), mode, folder, model artifact
+BEST_ALIAS = "best"
+# The hosts whose netrc entry counts as a configured key when WANDB_BASE_URL is not set
+# (wandb 0.31's default API host and the W&B SaaS host behind it).
+DEFAULT_API_HOSTS = ("api.forge.coreweave.com", "api.wandb.ai")
+_ENV_MODES = {"online": "online", "run": "online", "offline": "offline", "dryrun": "offline",
+              "disabled": "disabled"}
+
+
+def _say(message: str) -> None:
+    print(f"[tracking] {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------- mode
+def _netrc_path() -> Path | None:
+    if os.environ.get("NETRC"):
+        return Path(os.environ["NETRC"]).expanduser()
+    for name in ("~/.netrc", "~/_netrc"):
+        path = Path(name).expanduser()
+        if path.exists():
+            return path
+    return None
+
+
+def api_key_configured() -> bool:
+    """True when W&B could authenticate without asking: an API key (or identity token file) in
+    the environment, or a netrc entry for the W&B API host. Reads files only; no network."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    path = _netrc_path()
+    if path is None or not path.is_file():
+        return False
+    base = os.environ.get("WANDB_BASE_URL")
+    hosts = [urlsplit(base).netloc] if base else list(DEFAULT_API_HOSTS)
+    try:
+        entries = netrc.netrc(str(path))
+    except (netrc.NetrcParseError, OSError):
+        return False
+    return any((entries.authenticators(h) or (None, None, None))[2] for h in hosts if h)
+
+
+def resolve_mode(wc: WandbConfig) -> tuple[str, str]:
+    """(online | offline | disabled, why). WANDB_MODE (and WANDB_DISABLED) win over params."""
+    if os.environ.get("WANDB_DISABLED", "").lower() in ("true", "1", "yes"):
+        return "disabled", "WANDB_DISABLED is set"
+    env = os.environ.get("WANDB_MODE", "").strip().lower()
+    if env in _ENV_MODES:
+        return _ENV_MODES[env], f"WANDB_MODE={env}"
+    if wc.mode != "auto":
+        return wc.mode, f"tracking.wandb.mode={wc.mode}"
+    if api_key_configured():
+        return "online", "auto: an API key is configured"
+    return "offline", "auto: no API key configured"
+
+
+def new_run_id() -> str:
+    alphabet = string.ascii_lowercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(8))
+
+
+def run_context(experiment: str, job_type: str) -> dict[str, Any]:
+    """Provenance every W&B run carries: git revision, DVC experiment (set by `dvc exp run`)."""
+    from .package import git_revision  # late: package imports select, which imports us
+
+    return {"experiment": experiment, "job_type": job_type, "git_revision": git_revision(),
+            "dvc_exp_name": os.environ.get("DVC_EXP_NAME") or None,
+            "dvc_exp_baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV") or None}
+
+
+def _tags(context: dict[str, Any], extra: list[str]) -> list[str]:
+    tags = [f"job:{context['job_type']}"]
+    rev = context["git_revision"]
+    if rev and rev != "unknown":
+        tags.append(f"git:{rev[:12]}" + ("-dirty" if rev.endswith("-dirty") else ""))
+    if context["dvc_exp_name"]:
+        tags.append(f"dvc-exp:{context['dvc_exp_name']}")
+    return [t[:64] for t in tags + list(extra)]
+
+
+def _flatten(node: Any, prefix: str, out: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _flatten(value, f"{prefix}/{key}", out)
+    elif isinstance(node, (list, tuple)) and node and all(isinstance(v, dict) for v in node):
+        for i, value in enumerate(node):
+            _flatten(value, f"{prefix}/{i}", out)
+    elif isinstance(node, bool) or node is None:
+        return out
+    elif isinstance(node, (int, float)):
+        if not (isinstance(node, float) and math.isnan(node)):
+            out[prefix] = node
+    elif isinstance(node, str):
+        out[prefix] = node
+    return out
+
+
+# ---------------------------------------------------------------------------- the logger
+class RunLogger:
+    """One job's tracking. For ``job_type="train"`` it also owns the run folder's DVC logs.
+
+    Use ``start()`` (or ``with``), the ``log_*`` methods, then ``finish()``. Every W&B call is
+    guarded: a tracking failure is reported once and switches W&B off for the rest of the job,
+    it never stops training or evaluation.
+    """
+
+    def __init__(self, run_dir: str | Path, cfg: InfoGANConfig | None, experiment: str | None = None,
+                 job_type: str = "train", wc: WandbConfig | None = None):
+        """``cfg``: the validated config (sent as the W&B run config; its ``tracking.wandb``
+        applies unless ``wc`` is given). Jobs without one (select) pass ``cfg=None, wc=...``."""
+        self.run_dir = Path(run_dir)
+        self.cfg = cfg
+        self.wc = wc or (cfg.tracking.wandb if cfg is not None else WandbConfig())
+        self.experiment = experiment or self.run_dir.name
+        self.job_type = job_type
+        self.run = None
+        self.mode = "disabled"
+        self.init_seconds = 0.0
+        self._wandb = None
+
+    # -------------------------------------------------------------- files (train only)
+    @property
+    def steps_path(self) -> Path:
+        return self.run_dir / STEPS_FILE
+
+    @property
+    def epochs_path(self) -> Path:
+        return self.run_dir / EPOCHS_FILE
+
+    @property
+    def record_path(self) -> Path:
+        return self.run_dir / RUN_RECORD
+
+    def _reset_files(self) -> None:
+        self.epochs_path.unlink(missing_ok=True)
+        with atomic_path(self.steps_path) as tmp, open(tmp, "w", newline="") as fh:
+            csv.writer(fh, delimiter="\t").writerow(STEP_COLUMNS)
+
+    def _prune_files(self, epoch: int) -> None:
+        """After a resume, drop rows of the epoch that was interrupted (and any torn last line)."""
+        if not self.steps_path.exists():
+            self._reset_files()
+            return
+        with open(self.steps_path, newline="") as fh:
+            rows = list(csv.reader(fh, delimiter="\t"))
+        kept = [STEP_COLUMNS]
+        for row in rows[1:]:
+            try:
+                if len(row) == len(STEP_COLUMNS) and int(row[1]) <= epoch:
+                    kept.append(row)
+            except ValueError:
+                continue
+        with atomic_path(self.steps_path) as tmp, open(tmp, "w", newline="") as fh:
+            csv.writer(fh, delimiter="\t").writerows(kept)
+
+    def read_record(self) -> dict | None:
+        try:
+            return json.loads(self.record_path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    # -------------------------------------------------------------- start / finish
+    def start(self, resume: bool = False, epoch: int = 0) -> "RunLogger":
+        """``resume``: a training that loaded its checkpoint (at ``epoch``): keep its logs up to
+        that epoch and continue its W&B run. Otherwise a training starts its logs afresh."""
+        if self.job_type == "train":
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.steps_path.parent.mkdir(parents=True, exist_ok=True)
+            if resume:
+                self._prune_files(epoch)
+            else:
+                self._reset_files()
+        self.mode, why = resolve_mode(self.wc)
+        if self.mode == "disabled":
+            if self.job_type == "train" and not resume:
+                self.record_path.unlink(missing_ok=True)  # a later resume must not continue an older run
+            return self
+        record = self.read_record() if self.job_type == "train" and resume else None
+        same_place = record and record.get("project") == self.wc.project and record.get("entity") == self.wc.entity
+        run_id = record["id"] if same_place and record.get("id") else new_run_id()
+        t0 = time.perf_counter()
+        try:
+            self._init(run_id, self.mode)
+        except Exception as exc:  # noqa: BLE001 - no network, bad key, ...: never fail the job
+            if self.mode != "online":
+                self._give_up(f"could not start a W&B {self.mode} run ({exc!r})")
+                return self
+            _say(f"online W&B run failed to start ({exc!r}); falling back to offline")
+            self.mode = "offline"
+            try:
+                self._init(run_id, "offline")
+            except Exception as exc2:  # noqa: BLE001
+                self._give_up(f"could not start an offline W&B run either ({exc2!r})")
+                return self
+        self.init_seconds = time.perf_counter() - t0
+        where = self.run.url if self.mode == "online" else str(Path(self.run.dir).parent)
+        _say(f"W&B {self.mode} run {self.run.id} ({self.job_type}, group {self.experiment}; {why}; "
+             f"init {self.init_seconds:.1f} s): {where}")
+        if self.job_type == "train":
+            self._write_record({"id": self.run.id, "project": self.wc.project, "entity": self.wc.entity,
+                                "mode": self.mode, "group": self.experiment,
+                                "folder": str(Path(self.run.dir).parent), "url": self.run.url
+                                if self.mode == "online" else None})
+        return self
+
+    def _init(self, run_id: str, mode: str) -> None:
+        import wandb
+
+        self._wandb = wandb
+        context = run_context(self.experiment, self.job_type)
+        if self.job_type != "train":
+            record = self.read_record() or {}
+            context["train_run_id"] = record.get("id")
+        config = (self.cfg.model_dump(mode="json") if self.cfg is not None else {}) | {"run": context}
+        name = f"{self.experiment}-{self.job_type}"
+        if context["dvc_exp_name"]:
+            name += f"@{context['dvc_exp_name']}"
+        settings = wandb.Settings(init_timeout=self.wc.init_timeout_s, silent=True)
+        # WANDB_DIR read now, not at wandb's first import (its settings are a process singleton).
+        self.run = wandb.init(dir=os.environ.get("WANDB_DIR") or None,
+                              project=self.wc.project, entity=self.wc.entity, group=self.experiment,
+                              job_type=self.job_type, name=name, tags=_tags(context, self.wc.tags),
+                              config=config, id=run_id, resume="allow", mode=mode, allow_val_change=True,
+                              reinit="create_new", save_code=False, settings=settings)
+        if self.job_type == "train":
+            self.run.define_metric("train/step")
+            self.run.define_metric("train/*", step_metric="train/step")
+            self.run.define_metric("epoch/epoch")
+            self.run.define_metric("epoch/*", step_metric="epoch/epoch")
+            self.run.define_metric("progress/*", step_metric="epoch/epoch")
+
+    def _write_record(self, fields: dict) -> None:
+        """Fields about run ``fields['id']``; what the file held about another run is dropped."""
+        old = self.read_record() or {}
+        atomic_write_json(self.record_path, (old if old.get("id") == fields["id"] else {}) | fields)
+
+    def _give_up(self, message: str) -> None:
+        _say(f"{message}; W&B tracking is off for this {self.job_type} job (the DVC logs are unaffected)")
+        if self.run is not None:
+            try:
+                self.run.finish(exit_code=1)
+            except Exception:  # noqa: BLE001
+                pass
+        self.run = None
+        self.mode = "disabled"
+
+    def _send(self, what: str, fn, *args, **kwargs) -> None:
+        if self.run is None:
+            return
+        try:
+            fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001
+            self._give_up(f"sending {what} failed ({exc!r})")
+
+    def finish(self, failed: bool = False) -> None:
+        if self.run is not None:
+            run, self.run = self.run, None
+            try:
+                run.finish(exit_code=1 if failed else 0)
+            except Exception as exc:  # noqa: BLE001
+                _say(f"finishing the W&B run failed ({exc!r})")
+
+    def __enter__(self) -> "RunLogger":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.finish(failed=exc_type is not None)
+
+    # -------------------------------------------------------------- training
+    def log_steps(self, rows: list[list]) -> None:
+        """Append per-step rows (STEP_COLUMNS) to steps.tsv and send them."""
+        if not rows:
+            return
+        with open(self.steps_path, "a", newline="") as fh:
+            csv.writer(fh, delimiter="\t").writerows(rows)
+
+        def send():
+            for row in rows:
+                self.run.log({f"train/{k}": v for k, v in zip(STEP_COLUMNS, row)})
+        self._send("step metrics", send)
+
+    def log_epoch(self, record: dict, history: list[dict], grid: str | Path | None = None) -> None:
+        """Write epochs.json (the whole history, atomically) and send this epoch's metrics and,
+        on snapshot epochs, the fixed-latent progress grid."""
+        atomic_write_json(self.epochs_path, history)
+
+        def send():
+            data = {f"epoch/{k}": v for k, v in record.items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            if grid is not None and self.wc.log_images:
+                data["progress/grid"] = self._wandb.Image(str(grid), caption=f"epoch {record['epoch']}")
+            self.run.log(data)
+        self._send("epoch metrics", send)
+
+    def log_model(self, checkpoint: str | Path, metadata: dict | None = None) -> None:
+        """The checkpoint as a version of the ``model`` artifact collection, aliased with the
+        experiment and its epoch (``latest`` is W&B's own)."""
+        if self.run is None or not self.wc.log_model:
+            return
+        meta = dict(metadata or {})
+        epoch = meta.get("epoch")
+        aliases = [self.experiment] + ([f"{self.experiment}-epoch{epoch}"] if epoch is not None else [])
+
+        def send():
+            art = self._wandb.Artifact(self.wc.model_artifact, type="model",
+                                       metadata=meta | {"experiment": self.experiment})
+            art.add_file(str(checkpoint), name="checkpoint.pt")
+            self.run.log_artifact(art, aliases=aliases)
+            self.run.summary["model_artifact"] = f"{self.wc.model_artifact}:{self.experiment}"
+        self._send("the model artifact", send)
+        if self.run is not None:
+            self._write_record({"id": self.run.id, "model_artifact": self.wc.model_artifact,
+                                "model_aliases": aliases, "model_epoch": epoch})
+
+    # -------------------------------------------------------------- evaluation / traversal
+    def log_evaluation(self, result: dict) -> None:
+        """Every number of the metrics JSON under ``eval/`` (nested keys joined by '/'), the
+        continuous-code correlations also as a table (code, attribute, r)."""
+        def send():
+            flat = _flatten({k: v for k, v in result.items() if k not in ("checkpoint", "checkpoint_sha256")},
+                            "eval", {})
+            flat = {k: v for k, v in flat.items() if "/mapping/" not in k}  # value -> label maps: noise
+            numbers = {k: v for k, v in flat.items() if not isinstance(v, str)}
+            words = {k: v for k, v in flat.items() if isinstance(v, str)}
+            table = self._wandb.Table(columns=["code", "attribute", "r"])
+            for code, attrs in (result.get("continuous") or {}).items():
+                for attribute, r in attrs.items():
+                    table.add_data(code, attribute, r)
+            self.run.log(numbers | ({"eval/continuous_table": table} if result.get("continuous") else {}))
+            self.run.summary.update(words | {"eval/checkpoint_sha256": result.get("checkpoint_sha256")})
+        self._send("evaluation metrics", send)
+
+    def log_traversals(self, manifest: dict, out_dir: str | Path) -> None:
+        """Per code: the grid (``traverse/<code>``), its GIF over training snapshots
+        (``traverse/<code>_over_epochs``), and one table row per (code, value) whose image is
+        that value's column of the grid (every noise row at that value)."""
+        if self.run is None or not self.wc.log_images:
+            return
+        out_dir = Path(out_dir)
+
+        def send():
+            from PIL import Image
+
+            wandb = self._wandb
+            table = wandb.Table(columns=["code", "value", "image"])
+            data: dict[str, Any] = {}
+            for entry in manifest["files"]:
+                path = out_dir / entry["file"]
+                if entry["kind"] == "grid":
+                    data[f"traverse/{entry['code']}"] = wandb.Image(str(path), caption=entry["code"])
+                    values = entry["columns"]
+                    with Image.open(path) as grid:
+                        grid.load()
+                    pad = 2
+                    cell = (grid.width - pad) // len(values) - pad
+                    for j, value in enumerate(values):
+                        x = pad + j * (cell + pad)
+                        table.add_data(entry["code"], value, wandb.Image(grid.crop((x, 0, x + cell, grid.height))))
+                elif path.suffix == ".gif":
+                    data[f"traverse/{entry['code']}_over_epochs"] = wandb.Video(str(path), format="gif")
+            data["traverse/table"] = table
+            self.run.log(data)
+        self._send("traversals", send)
+
+
+# ---------------------------------------------------------------------------- the `best` alias
+def mark_best(run_dir_or_id: str | Path, metric: str | None = None, value: float | None = None,
+              experiment: str | None = None, wc: WandbConfig | None = None) -> dict | None:
+    """Point the ``best`` alias of the model artifact collection at this run's checkpoint.
+
+    ``run_dir_or_id``: a training run folder (holding ``wandb_run.json`` and ``checkpoint.pt``)
+    or a W&B run id (online only: its last logged model artifact gets the alias).
+    Online, the version the experiment's alias names gets ``best`` through the W&B API (after
+    checking it holds this checkpoint). Offline (or if that fails), a short ``select`` job run
+    logs the same checkpoint file again with the alias: W&B checksums artifact contents, so
+    this adds ``best`` to the existing version instead of making a new one; it takes effect at
+    ``wandb sync``, and W&B also moves ``latest`` onto that version (log_artifact always adds
+    it). An alias names one version of a collection, so ``best`` leaves the previous winner.
+    Returns what was done, or None when tracking is off or the run was never tracked. Never
+    raises.
+    """
+    try:
+        return _mark_best(run_dir_or_id, metric, value, experiment, wc)
+    except Exception as exc:  # noqa: BLE001 - selection must not fail because of tracking
+        _say(f"could not mark the best model in W&B ({exc!r})")
+        return None
+
+
+def _mark_best(run_dir_or_id, metric, value, experiment, wc) -> dict | None:
+    path = Path(run_dir_or_id)
+    record = None
+    if (path / RUN_RECORD).is_file():
+        record = json.loads((path / RUN_RECORD).read_text())
+    wc = wc or WandbConfig(project=(record or {}).get("project") or WandbConfig().project,
+                           entity=(record or {}).get("entity"),
+                           model_artifact=(record or {}).get("model_artifact") or WandbConfig().model_artifact)
+    mode, why = resolve_mode(wc)
+    if mode == "disabled":
+        return None
+    if record is None:
+        if path.exists():
+            _say(f"{path} has no {RUN_RECORD} (trained without W&B tracking); no `best` alias set")
+            return None
+        return _mark_best_by_id(str(run_dir_or_id), wc, mode)
+    if not record.get("model_artifact") or not (path / "checkpoint.pt").is_file():
+        _say(f"run {record.get('id')} logged no model artifact; no `best` alias set")
+        return None
+    experiment = experiment or record.get("group") or path.name
+    if mode == "online":
+        try:
+            return _mark_best_online(path / "checkpoint.pt", record, experiment, wc)
+        except Exception as exc:  # noqa: BLE001 - fall back to re-logging the checkpoint
+            _say(f"could not move `{BEST_ALIAS}` through the W&B API ({exc!r}); re-logging the checkpoint instead")
+    logger = RunLogger(path, None, experiment, job_type="select", wc=wc)
+    with logger.start():
+        if logger.run is None:
+            return None
+        logger.run.config.update({"select": {"metric": metric, "value": value, "train_run_id": record["id"]}},
+                                 allow_val_change=True)
+        art = logger._wandb.Artifact(record["model_artifact"], type="model")
+        art.add_file(str(path / "checkpoint.pt"), name="checkpoint.pt")
+        logger.run.log_artifact(art, aliases=[BEST_ALIAS])
+        if metric is not None and value is not None:
+            logger.run.summary.update({"select/metric": metric, "select/value": value})
+        done = {"mode": logger.mode, "select_run_id": logger.run.id, "train_run_id": record["id"],
+                "artifact": f"{record['model_artifact']}:{BEST_ALIAS}", "experiment": experiment}
+    _say(f"`{BEST_ALIAS}` -> {record['model_artifact']} of {experiment} (train run {record['id']}; {logger.mode}"
+         + (", applied when synced" if logger.mode == "offline" else "") + ")")
+    return done
+
+
+def _md5_b64(path: Path) -> str:
+    import base64
+    import hashlib
+
+    h = hashlib.md5()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return base64.b64encode(h.digest()).decode()
+
+
+def _mark_best_online(checkpoint: Path, record: dict, experiment: str, wc: WandbConfig) -> dict:
+    """Add `best` to the version the experiment's alias names, if it holds this very checkpoint
+    (moving an alias through the API leaves `latest` where it is)."""
+    import wandb
+
+    api = wandb.Api(timeout=int(wc.init_timeout_s))
+    path = "/".join(p for p in (wc.entity, wc.project, f"{record['model_artifact']}:{experiment}") if p)
+    art = api.artifact(path, type="model")
+    entry = art.manifest.entries.get("checkpoint.pt")
+    if entry is None or entry.digest != _md5_b64(checkpoint):
+        raise ValueError(f"{path} does not hold {checkpoint} (not uploaded yet, or retrained since)")
+    if BEST_ALIAS not in art.aliases:
+        art.aliases.append(BEST_ALIAS)
+        art.save()
+    _say(f"`{BEST_ALIAS}` -> {art.name} ({experiment}, train run {record['id']})")
+    return {"mode": "online", "train_run_id": record["id"], "artifact": art.name, "experiment": experiment}
+
+
+def _mark_best_by_id(run_id: str, wc: WandbConfig, mode: str) -> dict | None:
+    if mode != "online":
+        _say(f"marking `{BEST_ALIAS}` by run id needs online mode (got {mode}); pass the run folder instead")
+        return None
+    import wandb
+
+    api = wandb.Api(timeout=wc.init_timeout_s)
+    path = "/".join(p for p in (wc.entity, wc.project, run_id) if p)
+    models = [a for a in api.run(path).logged_artifacts() if a.type == "model"]
+    if not models:
+        _say(f"run {path} logged no model artifact; no `{BEST_ALIAS}` alias set")
+        return None
+    art = models[-1]
+    if BEST_ALIAS not in art.aliases:
+        art.aliases.append(BEST_ALIAS)
+        art.save()
+    return {"mode": mode, "train_run_id": run_id, "artifact": f"{art.name}", "experiment": None}
