@@ -99,9 +99,10 @@ def baseline_steps(images: np.ndarray, spec: LatentSpec, batch: int, steps: int,
 
 
 # ----------------------------------------------------------------------------- ours
-def ours(data_dir: str, batch: int, steps: int, warmup: int, prepared: str) -> tuple[float, float, str]:
+def ours(data_dir: str, batch: int, steps: int, warmup: int, prepared: str,
+         compile_: bool = False) -> tuple[float, float, str]:
     cfg = config_from_dict({"data": {"local_dirs": [data_dir], "download": False, "prepared_dir": prepared},
-                            "train": {"batch_size": batch, "progress_bar": False}})
+                            "train": {"batch_size": batch, "progress_bar": False, "compile": compile_}})
     from infogan.data import prepare
 
     prepare(cfg.data)
@@ -137,22 +138,28 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--prepared", default="data/bench_prepared")
+    parser.add_argument("--compile", action="store_true", help="time the torch.compile path (train.compile)")
+    parser.add_argument("--skip-baseline", action="store_true", help="time only our loop (e.g. on a GPU)")
     args = parser.parse_args()
 
     peak = matmul_peak_gflops()
-    ours_ips, flops, device = ours(args.data, args.batch, args.steps, args.warmup, args.prepared)
-    images = load_idx_folder(Path(args.data), "mnist")["train_images"].numpy()
-    base_ips = baseline_steps(images, LatentSpec(), args.batch, args.steps, args.warmup)
+    ours_ips, flops, device = ours(args.data, args.batch, args.steps, args.warmup, args.prepared, args.compile)
+    base_ips = None
+    if not args.skip_baseline:
+        images = load_idx_folder(Path(args.data), "mnist")["train_images"].numpy()
+        base_ips = baseline_steps(images, LatentSpec(), args.batch, args.steps, args.warmup)
     result = {
         "device": device,
+        "device_name": torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor() or "cpu",
+        "compile": args.compile,
         "cpu": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "batch_size": args.batch,
         "timed_steps": args.steps,
         "ours_images_per_s": round(ours_ips, 1),
-        "baseline_images_per_s": round(base_ips, 1),
-        "speedup": round(ours_ips / base_ips, 2),
+        "baseline_images_per_s": round(base_ips, 1) if base_ips else None,
+        "speedup": round(ours_ips / base_ips, 2) if base_ips else None,
         "mflop_per_training_image": round(flops / 1e6, 1),
         "matmul_peak_gflops_2048": round(peak, 1),
         "ceiling_images_per_s": round(peak * 1e9 / flops, 1),

@@ -140,3 +140,18 @@ def test_random_warp_is_identity_at_zero_and_keeps_background():
     blank = -torch.ones(2, 1, 28, 28)
     assert torch.allclose(random_affine(blank, 25, 0.1, 0.08), blank, atol=1e-5)
     assert torch.equal(random_stroke(blank), blank)
+
+
+def test_paired_code_information_gap_known_values():
+    from infogan.losses import paired_code_information_gap
+
+    spec = LatentSpec(noise_dim=2, categorical=(4,), continuous=0)
+    confident = torch.full((8, 4), -30.0)
+    confident[torch.arange(8), torch.arange(8) % 4] = 30.0  # balanced, confident
+    assert abs(paired_code_information_gap(spec, confident, confident).item()) < 1e-4
+    # Confident, but the warped copy reads the next value: the symmetrised joint keeps ln 2 of ln 4.
+    shifted = confident.roll(1, dims=0)
+    assert abs(paired_code_information_gap(spec, confident, shifted).item() - math.log(2)) < 1e-4
+    # Uninformative predictions: the gap is the whole of H(c) = ln 4.
+    flat = torch.zeros(8, 4)
+    assert abs(paired_code_information_gap(spec, flat, flat).item() - math.log(4)) < 1e-4

@@ -18,6 +18,10 @@ from .env import apply_tool_env
 RUNS_DIR = "runs"
 
 
+class LaunchError(RuntimeError):
+    """A child command (torchrun) failed; its own output says why."""
+
+
 def run_dir(experiment: str | None, runs_dir: str = RUNS_DIR, run_name: str | None = None) -> Path:
     return Path(runs_dir) / (run_name or experiment or "default")
 
@@ -44,9 +48,35 @@ def train(params: str = "params.yaml", experiment: str | None = None, overrides:
           stop_after_epochs: int | None = None) -> dict:
     from . import train as training
 
+    from .distributed import launched_by_torchrun
+
     cfg, experiment = resolve(params, experiment, overrides)
-    return training.train(cfg, run_dir(experiment, runs_dir, run_name), resume=resume,
-                          stop_after_epochs=stop_after_epochs, experiment=experiment)
+    folder = run_dir(experiment, runs_dir, run_name)
+    if cfg.train.nproc > 1 and not launched_by_torchrun():
+        return _torchrun(cfg.train.nproc, folder, params, experiment, overrides, runs_dir, run_name, resume,
+                         stop_after_epochs)
+    return training.train(cfg, folder, resume=resume, stop_after_epochs=stop_after_epochs, experiment=experiment)
+
+
+def _torchrun(nproc: int, folder: Path, params, experiment, overrides, runs_dir, run_name, resume,
+              stop_after_epochs) -> dict:
+    """Re-run this same command under torchrun (one process per rank; rank 0 writes)."""
+    import subprocess
+
+    args = ["--params", params, "--runs-dir", runs_dir]
+    args += ["-e", experiment] if experiment else []
+    args += ["--run-name", run_name] if run_name else []
+    for o in overrides or []:
+        args += ["-S", o]
+    args += ["--resume"] if resume else []
+    args += ["--stop-after-epochs", str(stop_after_epochs)] if stop_after_epochs is not None else []
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "infogan", "train", *args]
+    print(f"[train] launching {nproc} processes: {' '.join(cmd)}", flush=True)
+    proc = subprocess.run(cmd)
+    if proc.returncode != 0:
+        raise LaunchError(f"torchrun training failed with exit code {proc.returncode} (see the rank logs above)")
+    return json.loads((folder / "train_summary.json").read_text())
 
 
 def evaluate(params: str = "params.yaml", experiment: str | None = None, overrides: list[str] | None = None,
@@ -161,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     command = COMMANDS[args.pop("command")]
     try:
         command(**args)
-    except (ConfigError, DataError, FileNotFoundError) as exc:
+    except (ConfigError, DataError, FileNotFoundError, LaunchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -100,6 +100,9 @@ class TrainConfig(_Strict):
     # Q(c|x) over real x equals p(c)) and be confident on each, so one value cannot claim two
     # digits (4 and 9) while another splits one. 0 = off (the paper's objective).
     real_info: Annotated[float, Field(ge=0, le=100)] = 0.0
+    # Measure that term on pairs (real image, warped copy): H(c) - I(c_hat(x); c_hat(warp(x))),
+    # so Q must also read the same value from both (an IIC-style consistency; no labels).
+    real_pairs: bool = False
     # Weight of the categorical information term measured on G's samples after a small random
     # affine warp (rotation, scale, shift): the category must survive changes of slant, size and
     # position, so it cannot settle on them instead of digit identity (no labels used). 0 = off.
@@ -114,7 +117,10 @@ class TrainConfig(_Strict):
     # Mixed precision (bf16 autocast) on CUDA; CPU always trains in fp32 (bf16 is slow there).
     amp: bool = True
     compile: bool = False
-    threads: Annotated[int, Field(ge=0, le=512)] = 0  # 0 = all cores
+    threads: Annotated[int, Field(ge=0, le=512)] = 0  # 0 = all cores (split between processes)
+    # Data-parallel processes: >1 makes `python -m infogan train` (and so the DVC stage) launch
+    # itself under torchrun; batch_size stays the global batch (batch_size / nproc per process).
+    nproc: Annotated[int, Field(ge=1, le=1024)] = 1
     snapshot_epochs: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1, 5, 10, 30, 50])
     log_every: Annotated[int, Field(ge=1)] = 50
     # Q-accuracy on real test images after every epoch (cheap, for accuracy-per-epoch plots).

@@ -361,10 +361,13 @@ class DeviceTensorBatches:
     def __len__(self) -> int:
         return len(self.images) // self.batch_size
 
-    def epoch(self, generator: torch.Generator):
+    def epoch(self, generator: torch.Generator, rank: int = 0, world: int = 1):
+        """One pass in the order ``generator`` draws; with ``world`` ranks, this rank's slice
+        of every global batch (the same global batches as a single process)."""
         order = torch.randperm(len(self.images), generator=generator).to(self.device)
+        part = self.batch_size // world
         for i in range(len(self)):
-            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            idx = order[i * self.batch_size + rank * part:i * self.batch_size + (rank + 1) * part]
             yield to_unit_range(self.images.index_select(0, idx))
 
 
@@ -377,9 +380,12 @@ class StreamingBatches:
     def __len__(self) -> int:
         return len(self.dataset) // self.batch_size
 
-    def epoch(self, generator: torch.Generator):
+    def epoch(self, generator: torch.Generator, rank: int = 0, world: int = 1):
+        order = torch.randperm(len(self.dataset), generator=generator)[:len(self) * self.batch_size]
+        part = self.batch_size // world
+        mine = order.view(len(self), world, part)[:, rank].reshape(-1).tolist()
         loader = torch.utils.data.DataLoader(
-            self.dataset, batch_size=self.batch_size, shuffle=True, drop_last=True, generator=generator,
+            self.dataset, batch_size=part, sampler=mine, drop_last=True,
             num_workers=self.workers, pin_memory=self.device.type == "cuda", persistent_workers=False)
         for batch in loader:
             yield to_unit_range(batch.to(self.device, non_blocking=True))

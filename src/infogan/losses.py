@@ -71,6 +71,22 @@ def real_code_entropy_gap(spec: LatentSpec, q_out_real: torch.Tensor) -> torch.T
     return total
 
 
+def paired_code_information_gap(spec: LatentSpec, q_out_a: torch.Tensor, q_out_b: torch.Tensor) -> torch.Tensor:
+    """Sum over categorical codes of H(c) - I(c_hat(x); c_hat(warp(x))) on a real batch: the
+    code Q reads from an image must be the one it reads from a warped copy, and all values
+    must be used (the joint of the two predictions is estimated from the batch)."""
+    la, _, _ = spec.split_q(q_out_a.float())
+    lb, _, _ = spec.split_q(q_out_b.float())
+    total = q_out_a.new_zeros((), dtype=torch.float32)
+    for k, a, b in zip(spec.categorical, la, lb):
+        joint = a.softmax(1).t() @ b.softmax(1) / a.shape[0]
+        joint = ((joint + joint.t()) / 2).clamp_min(1e-12)
+        pi, pj = joint.sum(1, keepdim=True), joint.sum(0, keepdim=True)
+        info = (joint * (joint.log() - pi.log() - pj.log())).sum()
+        total = total + math.log(k) - info
+    return total
+
+
 def random_affine(images: torch.Tensor, degrees: float, scale: float, shift: float) -> torch.Tensor:
     """Differentiable random rotation/scale/shift per image (bilinear, zero = background -1)."""
     n = images.shape[0]

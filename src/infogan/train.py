@@ -9,13 +9,14 @@ Run layout (``out_dir``):
 """
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from . import losses
+from . import distributed, losses
 from .config import InfoGANConfig
 from .data import load_split, training_batches
 from .images import gif_from_pngs, make_grid, save_png
@@ -64,22 +65,40 @@ class Trainer:
         self.out = Path(out_dir)
         self.experiment = experiment or self.out.name  # the W&B group
         tc = cfg.train
+        self.device = select_device(tc.device)
+        self.dist = distributed.init(self.device.type)
+        if self.dist.enabled:
+            if tc.batch_size % self.dist.world:
+                raise ValueError(f"train.batch_size ({tc.batch_size}) is the global batch and must divide evenly "
+                                 f"over {self.dist.world} processes")
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", self.dist.local_rank)
+                torch.cuda.set_device(self.device)
         if tc.threads:
             torch.set_num_threads(tc.threads)
-        self.device = select_device(tc.device)
+        elif self.dist.enabled and self.device.type == "cpu":  # ranks share the machine's cores
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.dist.world))
         self.use_amp = tc.amp and self.device.type == "cuda"
         self.spec = LatentSpec.from_config(cfg.latent)
         torch.manual_seed(tc.seed)
         self.batches, channels = training_batches(cfg, self.device)
         self.G, self.D = build_models(cfg, channels)
+        if self.dist.enabled and self.device.type == "cuda":
+            # D's batch statistics over the global batch, as in single-process training. (CPU
+            # SyncBatchNorm does not exist: there each rank normalises over its own slice.)
+            self.G = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.G)
+            self.D = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.D)
         self.G.to(self.device)
         self.D.to(self.device)
+        if self.dist.enabled:
+            distributed.broadcast_module(self.G)
+            distributed.broadcast_module(self.D)
         body_and_d = list(self.D.body.parameters()) + list(self.D.d_head.parameters())
         betas = (tc.beta1, tc.beta2)
         self.opt_d = torch.optim.Adam(body_and_d, lr=tc.lr_d, betas=betas)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=tc.lr_g, betas=betas)
         self.opt_q = torch.optim.Adam(self.D.q_head.parameters(), lr=tc.lr_q, betas=betas)
-        self.test = load_split(cfg.data, "test") if tc.eval_each_epoch else None
+        self.test = load_split(cfg.data, "test") if tc.eval_each_epoch and self.dist.main else None
         if self.test is not None and (self.test.labels < 0).all():
             self.test = None
         self.epoch = 0
@@ -151,10 +170,21 @@ class Trainer:
                 loss_d = loss_d + self._info_weighted(losses.info_nll(spec, self.D.q_head(h_fake), codes))
             if tc.real_info > 0 and spec.categorical:
                 h_for_q = h_real if tc.info_grad == "shared" else h_real.detach()
-                loss_d = loss_d + tc.real_info * losses.real_code_entropy_gap(spec, self.D.q_head(h_for_q))
+                if tc.real_pairs:
+                    warped_real = losses.random_affine(real, tc.warp_degrees, tc.warp_scale, tc.warp_shift)
+                    if tc.warp_stroke:
+                        warped_real = losses.random_stroke(warped_real)
+                    h_warped = body(warped_real)
+                    h_warped = h_warped if tc.info_grad == "shared" else h_warped.detach()
+                    loss_d = loss_d + tc.real_info * losses.paired_code_information_gap(
+                        spec, self.D.q_head(h_for_q), self.D.q_head(h_warped))
+                else:
+                    loss_d = loss_d + tc.real_info * losses.real_code_entropy_gap(spec, self.D.q_head(h_for_q))
             if tc.lambda_cat == 0 or tc.lambda_cont == 0:
                 loss_d = loss_d + self._probe(losses.info_nll(spec, self.D.q_head(h_fake.detach()), codes))
         loss_d.backward()
+        if self.dist.enabled:
+            distributed.average_gradients(self.D.parameters(), self.dist.world)
         self.opt_d.step()
 
         # ---- G + Q step
@@ -171,6 +201,9 @@ class Trainer:
                 warped_terms = losses.info_nll(spec, self.D.q_head(body(warped)), codes)
                 loss_g = loss_g + tc.lambda_cat_warped * warped_terms.cat_nll
         loss_g.backward()
+        if self.dist.enabled:
+            distributed.average_gradients(list(self.G.parameters()) + list(self.D.q_head.parameters()),
+                                          self.dist.world)
         self.opt_g.step()
         self.opt_q.step()
         return torch.stack([adv_d.detach().float(), adv.detach().float(),
@@ -214,9 +247,10 @@ class Trainer:
             print(f"[train] not resuming {ckpt_path}: it was trained with other settings "
                   f"({', '.join(changed)}); starting afresh", flush=True)
         resumed = ckpt is not None and not changed
+        main = self.dist.main
         if resumed:
             self.load_state(ckpt)
-        elif ckpt_path.exists():
+        elif ckpt_path.exists() and main:
             # Fresh start: stale outputs of an earlier run must not mix into this one (the logger
             # starts logs/ afresh below).
             for stale in [ckpt_path, self.out / "progress.gif"]:
@@ -225,7 +259,8 @@ class Trainer:
                 for f in (self.out / folder).glob("*"):
                     f.unlink()
         # The one writer of logs/steps.tsv and logs/epochs.json, and the one sender to W&B.
-        logger = RunLogger(self.out, self.cfg, self.experiment).start(resume=resumed, epoch=self.epoch)
+        distributed.barrier(self.dist)
+        logger = RunLogger(self.out, self.cfg, self.experiment).start(resume=resumed, epoch=self.epoch) if main else None
 
         h_cat, h_cont = self.spec.entropy_categorical, self.spec.entropy_continuous
         snapshot_epochs = set(tc.snapshot_epochs) | {tc.epochs}
@@ -236,20 +271,23 @@ class Trainer:
         try:
             for epoch in range(self.epoch + 1, last_epoch + 1):
                 data_gen = torch.Generator().manual_seed(epoch_seed(tc.seed, epoch))
-                torch.manual_seed(epoch_seed(tc.seed, epoch) + 1)
+                torch.manual_seed(epoch_seed(tc.seed, epoch) + 1 + 7777 * self.dist.rank)
                 rows: list[list] = []
                 window = torch.zeros(4, device=self.device)
                 window_n = 0
                 t0 = time.perf_counter()
-                bar = tqdm(self.batches.epoch(data_gen), total=len(self.batches), desc=f"epoch {epoch}/{tc.epochs}",
-                           disable=not tc.progress_bar, mininterval=1.0, leave=False, dynamic_ncols=True)
+                bar = tqdm(self.batches.epoch(data_gen, self.dist.rank, self.dist.world), total=len(self.batches),
+                           desc=f"epoch {epoch}/{tc.epochs}", disable=not tc.progress_bar or not main, mininterval=1.0, leave=False, dynamic_ncols=True)
                 for real in bar:
                     window += self.train_step(real)
                     window_n += 1
                     self.step += 1
-                    self.images_seen += real.shape[0]
+                    self.images_seen += real.shape[0] * self.dist.world
                     if self.step % tc.log_every == 0 or window_n == len(self.batches):
-                        d, g, cat_nll, cont_nll = (window / window_n).tolist()  # the only host sync
+                        mean = window / window_n
+                        if self.dist.enabled:
+                            mean = distributed.average_tensor(mean, self.dist.world)
+                        d, g, cat_nll, cont_nll = mean.tolist()  # the only host sync
                         rows.append([self.step, epoch, self.images_seen, round(d, 5), round(g, 5), round(cat_nll, 5),
                                      round(cont_nll, 5), round(h_cat - cat_nll, 5), round(h_cat, 5),
                                      round(h_cont - cont_nll, 5), round(h_cont, 5)])
@@ -259,6 +297,9 @@ class Trainer:
                 bar.close()
                 seconds = time.perf_counter() - t0
                 self.epoch = epoch
+                if not main:  # rank 0 evaluates and writes; the others wait for it
+                    distributed.barrier(self.dist)
+                    continue
                 record = {"epoch": epoch, "step": self.step, "images_seen": self.images_seen,
                           "seconds": round(seconds, 3),
                           "images_per_s": round(len(self.batches) * tc.batch_size / seconds, 1),
@@ -274,12 +315,14 @@ class Trainer:
                 atomic_torch_save(self.state(), ckpt_path)  # last: the epoch counts only once all is written
                 msg = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
                 print(f"[train] {msg}", flush=True)
-            if last_epoch > first_epoch:  # the checkpoint changed: a new version of the model artifact
+                distributed.barrier(self.dist)
+            if main and last_epoch > first_epoch:  # the checkpoint changed: a new version of the model artifact
                 logger.log_model(ckpt_path, {"epoch": self.epoch, "step": self.step, "images_seen": self.images_seen,
                                              "final": self.history[-1]})
             failed = False
         finally:
-            logger.finish(failed=failed)
+            if logger is not None:
+                logger.finish(failed=failed)
         return {"epochs": self.epoch, "steps": self.step, "images_seen": self.images_seen, "history": self.history,
                 "device": str(self.device), "checkpoint": str(ckpt_path)}
 
@@ -287,7 +330,7 @@ class Trainer:
 # Settings a run may change and still resume: how long, where the data comes from (the files
 # themselves are pinned by SHA-256), and what is logged, tracked or rendered.
 RESUMABLE_CHANGES = {"train.epochs", "train.snapshot_epochs", "train.log_every", "train.progress_bar",
-                     "train.eval_each_epoch", "train.threads", "train.device",
+                     "train.eval_each_epoch", "train.threads", "train.device", "train.nproc",
                      "data.local_dirs", "data.download", "data.fetch_order", "data.download_dir",
                      "data.download_timeout_s", "data.num_workers", "data.verify_checksums",
                      "evaluate", "traverse", "tracking"}
@@ -317,7 +360,12 @@ def changed_settings(saved: dict, current: dict, prefix: str = "", defaults: dic
 def train(cfg: InfoGANConfig, out_dir: str | Path, resume: bool = False,
           stop_after_epochs: int | None = None, experiment: str | None = None) -> dict:
     trainer = Trainer(cfg, out_dir, experiment)
-    summary = trainer.fit(resume=resume, stop_after_epochs=stop_after_epochs)
+    try:
+        summary = trainer.fit(resume=resume, stop_after_epochs=stop_after_epochs)
+    finally:
+        distributed.shutdown(trainer.dist)
+    if not trainer.dist.main:
+        return summary
     atomic_write_json(Path(out_dir) / "train_summary.json",
                       {k: v for k, v in summary.items() if k != "history"} | {"final": summary["history"][-1]})
     return summary
