@@ -83,6 +83,10 @@ def make_dvc_project(root: Path, epochs: int = 1, experiments: tuple[str, ...] =
     params["experiments"] = {name: params["experiments"][name] for name in experiments}
     params["pipeline"]["select"]["experiments"] = [experiments[0]]
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # The tools' state folders stay out of git, as in the real project.
+    (root / ".gitignore").write_text("".join(f"{p}\n" for p in (
+        ".dvc_site_cache/", ".bentoml/", ".prefect/", "wandb/", ".wandb_cache/", ".wandb_data/",
+        ".wandb_config/", "models/selected/", "models/promoted.json", "__pycache__/")))
     env = tool_environ(root)
     for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "ci@example.invalid"],
                 ["git", "config", "user.name", "ci"], ["dvc", "init", "-q"],

@@ -332,7 +332,7 @@ class Trainer:
 RESUMABLE_CHANGES = {"train.epochs", "train.snapshot_epochs", "train.log_every", "train.progress_bar",
                      "train.eval_each_epoch", "train.threads", "train.device", "train.nproc",
                      "data.local_dirs", "data.download", "data.fetch_order", "data.download_dir",
-                     "data.download_timeout_s", "data.num_workers", "data.verify_checksums",
+                     "data.download_timeout_s", "data.num_workers", "data.verify_checksums", "data.prepared_dir",
                      "evaluate", "traverse", "tracking"}
 
 

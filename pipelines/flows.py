@@ -1,0 +1,343 @@
+"""Prefect flows over the DVC pipeline (see the package docstring and README "Orchestration").
+
+Every flow takes ``root`` (the project folder: dvc.yaml, params.yaml) and validates its other
+parameters with ``pipelines.settings`` (infogan's pydantic models) before anything runs.
+"""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import task_run as task_run_info
+
+from . import dvcrun, promotion
+from .settings import PromoteRequest, SweepRequest, TrainRequest, shadowed, write_overrides
+
+METRICS_ARTIFACT = "train-pipeline-metrics"
+SWEEP_ARTIFACT = "sweep-comparison"
+PROMOTION_ARTIFACT = "promotion-decision"
+HEADLINE = ("accuracy", "nmi", "mi_cat", "h_cat")
+
+
+def _retryable(task, task_run, state) -> bool:
+    """Retry policy of the stage tasks: transient failures only (a stage command that rejected its
+    inputs fails the same way every time; see dvcrun.StageFailed.transient)."""
+    exc = getattr(state, "data", None)
+    if not isinstance(exc, BaseException):
+        try:
+            exc = state.result(raise_on_failure=False)
+        except Exception:  # noqa: BLE001 - no readable exception: let the retry policy decide
+            return True
+    return bool(getattr(exc, "transient", True))
+
+
+def _logged(logger):
+    return lambda line: logger.info(line)
+
+
+# ---- tasks ---------------------------------------------------------------------------------------
+
+@task(name="dvc-stage", task_run_name="{stage}", retries=2, retry_delay_seconds=10, retry_condition_fn=_retryable,
+      cache_policy=NO_CACHE)
+def run_stage(root: str, stage: str, force: bool = False) -> dict:
+    """``dvc repro -s <stage>``: DVC skips it when its deps, params and outs are unchanged."""
+    logger = get_run_logger()
+    attempt = task_run_info.run_count or 1
+    if dvcrun.injected_failures(stage, attempt):
+        raise dvcrun.InjectedFailure(f"injected transient failure of {stage} (attempt {attempt}; "
+                                     f"INFOGAN_PIPELINES_FAULTS)")
+    cmd = ["dvc", "repro", "-s", *(["-f"] if force else []), stage]
+    logger.info("$ %s", " ".join(cmd))
+    result = dvcrun.stream(cmd, root, _logged(logger))
+    if result.returncode != 0:
+        raise dvcrun.StageFailed(f"stage {stage}", result.returncode, result.lines)
+    outcome = dvcrun.stage_outcome(stage, result)
+    logger.info("stage %s %s in %.1f s (attempt %d)", stage, outcome, result.seconds, attempt)
+    return {"stage": stage, "status": outcome, "seconds": round(result.seconds, 3), "attempt": attempt}
+
+
+@task(name="dvc-exp-run", task_run_name="{name}", retries=1, retry_delay_seconds=10, retry_condition_fn=_retryable,
+      cache_policy=NO_CACHE)
+def run_experiment(root: str, name: str, overrides: list[str]) -> dict:
+    """One grid point: ``dvc exp run --temp -n <name> -S ...`` (its own temp copy of the
+    workspace, so the workspace and other points are untouched); its metrics read back from
+    the experiment's commit."""
+    logger = get_run_logger()
+    attempt = task_run_info.run_count or 1
+    if dvcrun.injected_failures(name, attempt):
+        raise dvcrun.InjectedFailure(f"injected transient failure of {name} (attempt {attempt})")
+    cmd = ["dvc", "exp", "run", "--temp", "-n", name, *[a for o in overrides for a in ("-S", o)]]
+    logger.info("$ %s", " ".join(cmd))
+    result = dvcrun.stream(cmd, root, _logged(logger))
+    if result.returncode != 0:
+        raise dvcrun.StageFailed(f"experiment {name}", result.returncode, result.lines)
+    return {"name": name, "overrides": overrides, "seconds": round(result.seconds, 3), "attempt": attempt,
+            "metrics": experiment_metrics(Path(root), name)}
+
+
+@task(name="check-pipeline-complete", cache_policy=NO_CACHE)
+def check_pipeline_complete(root: str) -> None:
+    """Refuse to promote unless `package` and everything upstream of it is up to date (a failed
+    or interrupted stage leaves DVC reporting changes)."""
+    changed = dvcrun.status(root, "package")
+    if changed:
+        raise promotion.PromotionError("the pipeline is not complete, nothing promoted; `dvc status` reports "
+                                       f"changes in {sorted(changed)} (rerun train_pipeline / `dvc repro`)")
+
+
+@task(name="promotion-decision", cache_policy=NO_CACHE)
+def decide_promotion(root: str, min_improvement: float, force: bool) -> dict:
+    logger = get_run_logger()
+    project = Path(root)
+    new = promotion.candidate(project)
+    pointer = promotion.read_pointer(project)
+    current_tag = pointer["tag"] if pointer else None
+    stored = promotion.store_models(project, *filter(None, {new.tag, current_tag}))
+    if stored.get(new.tag) is None:
+        raise promotion.PromotionError(f"{new.tag} (models/package.json) is not in the BentoML store at "
+                                       f"{dvcrun.environ(root).get('BENTOML_HOME')}")
+    current = stored.get(current_tag) if current_tag else None
+    decision = promotion.decide(new, current_tag, current["metadata"] if current else None,
+                                min_improvement=min_improvement, force=force)
+    cur = "none" if decision.current_value is None else f"{decision.current_value:.6g}"
+    logger.info("promotion on %s (%s): new %s = %.6g, promoted %s = %s -> %s (%s)", new.metric, new.mode, new.tag,
+                new.value, current_tag or "(none)", cur, "PROMOTE" if decision.promote else "KEEP", decision.reason)
+    result = decision.as_dict()
+    if decision.promote:
+        result["pointer"] = promotion.write_pointer(project, new, decision)
+        logger.info("wrote %s -> %s", promotion.POINTER, new.tag)
+    return result
+
+
+# ---- reading results -----------------------------------------------------------------------------
+
+def _num(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "-" if value is None else str(value)
+    return "nan" if math.isnan(value) else f"{value:.4g}"
+
+
+def _dotted(node: Any, key: str) -> Any:
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def collect_results(root: Path, experiments: list[str]) -> dict:
+    """Metrics and output paths the stages left in the workspace (all relative to ``root``)."""
+    out: dict[str, Any] = {"experiments": {}}
+    for name in experiments:
+        metrics_file = root / "metrics" / f"{name}.json"
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        manifest_file = root / "traversals" / name / "manifest.json"
+        manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
+        grids = sorted(str(p.relative_to(root)) for p in (root / "runs" / name / "grids").glob("*.png"))
+        out["experiments"][name] = {
+            "metrics_file": str(metrics_file.relative_to(root)),
+            "metrics": {k: metrics.get(k) for k in HEADLINE if k in metrics}
+            | {"fid": _dotted(metrics, "image_quality.fid"), "epoch": metrics.get("epoch")},
+            "grids": grids,
+            "progress_gif": f"runs/{name}/progress.gif" if (root / "runs" / name / "progress.gif").is_file() else None,
+            "traversals": [f"traversals/{name}/{f['file']}" for f in manifest.get("files", [])],
+        }
+    selection_file, package_file = root / promotion.SELECTION, root / promotion.PACKAGE_RECORD
+    if selection_file.is_file():
+        selection = json.loads(selection_file.read_text())
+        out["selection"] = {"metric": selection.get("metric"), "mode": selection.get("mode"),
+                            "winner": (selection.get("winner") or {}).get("experiment"),
+                            "value": (selection.get("winner") or {}).get("value")}
+    if package_file.is_file():
+        out["package"] = {"tag": json.loads(package_file.read_text()).get("tag")}
+    return out
+
+
+def metrics_markdown(results: dict, stages: list[dict], overrides: list[str]) -> str:
+    lines = ["# InfoGAN pipeline run", ""]
+    if overrides:
+        lines += ["Overrides: " + ", ".join(f"`{o}`" for o in overrides), ""]
+    lines += ["| experiment | epoch | accuracy | NMI | L_I (mi_cat) | H(c) | FID | grids | traversals |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, item in results["experiments"].items():
+        m = item["metrics"]
+        grids = "<br>".join(f"`{g}`" for g in item["grids"]) or "-"
+        trav = "<br>".join(f"`{t}`" for t in item["traversals"] if t.endswith(".png")) or "-"
+        lines.append(f"| {name} | {_num(m.get('epoch'))} | {_num(m.get('accuracy'))} | {_num(m.get('nmi'))} | "
+                     f"{_num(m.get('mi_cat'))} | {_num(m.get('h_cat'))} | {_num(m.get('fid'))} | {grids} | {trav} |")
+    if "selection" in results:
+        s = results["selection"]
+        lines += ["", f"Selected: **{s['winner']}** on {s['metric']} ({s['mode']}) = {_num(s['value'])}"]
+    if "package" in results:
+        lines += [f"Packaged: `{results['package']['tag']}`"]
+    lines += ["", "| stage | status | seconds | attempt |", "| --- | --- | --- | --- |"]
+    lines += [f"| {s['stage']} | {s['status']} | {s['seconds']:.1f} | {s['attempt']} |" for s in stages]
+    return "\n".join(lines) + "\n"
+
+
+def _git(root: Path, *args: str) -> str | None:
+    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=60)
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def experiment_metrics(root: Path, name: str) -> dict:
+    """Each experiment's metrics JSON and the package record as committed in DVC experiment
+    ``name`` (both are ``cache: false`` outputs, so the experiment's git commit holds them)."""
+    refs = (_git(root, "for-each-ref", "--sort=-creatordate", "--format=%(refname)", "refs/exps") or "").split()
+    ref = next((r for r in refs if r.rsplit("/", 1)[-1] == name), None)
+    if ref is None:
+        raise RuntimeError(f"DVC experiment {name!r} not found under refs/exps")
+    params = yaml.safe_load(_git(root, "show", f"{ref}:params.yaml") or "{}") or {}
+    out: dict[str, Any] = {}
+    for exp in params.get("experiments") or {}:
+        text = _git(root, "show", f"{ref}:metrics/{exp}.json")
+        if text:
+            out[exp] = json.loads(text)
+    package = _git(root, "show", f"{ref}:{promotion.PACKAGE_RECORD}")
+    if package:
+        out["_package"] = json.loads(package)
+    out["_select"] = (params.get("pipeline") or {}).get("select") or {}
+    out["_ref"] = ref
+    return out
+
+
+# ---- flows ---------------------------------------------------------------------------------------
+
+@flow(name="train-pipeline", log_prints=True)
+def train_pipeline(root: str = ".", experiments: list[str] | None = None, overrides: list[str] | None = None,
+                   force: bool = False, retries: int = 2, retry_delay_s: float = 10.0) -> dict:
+    """Run the DVC pipeline stage by stage (one task per `dvc repro -s <stage>`) for
+    ``experiments`` (default: all in params.yaml) after setting ``overrides`` in params.yaml;
+    returns the metrics and output paths and publishes them as a markdown artifact."""
+    started = time.perf_counter()
+    logger = get_run_logger()
+    req = TrainRequest(root=Path(root), experiments=experiments, overrides=overrides or [], force=force,
+                       retries=retries, retry_delay_s=retry_delay_s)
+    selected = req.selected()
+    for note in shadowed(req.raw_params(), req.overrides, selected):
+        logger.warning(note)
+    changed = write_overrides(req.params_path, req.overrides) if req.overrides else []
+    if changed:
+        logger.info("params.yaml: set %s", ", ".join(changed))
+    stage = run_stage.with_options(retries=req.retries, retry_delay_seconds=req.retry_delay_s)
+    stages = [stage(str(req.root), name, req.force) for name in req.plan()]
+    results = collect_results(req.root, selected)
+    create_markdown_artifact(markdown=metrics_markdown(results, stages, req.overrides), key=METRICS_ARTIFACT,
+                             description=f"InfoGAN metrics, {', '.join(selected)}")
+    stage_s = sum(s["seconds"] for s in stages)
+    body_s = time.perf_counter() - started
+    results |= {"stages": stages, "overrides": req.overrides,
+                "timing": {"stages_s": round(stage_s, 3), "flow_body_s": round(body_s, 3),
+                           "orchestration_s": round(body_s - stage_s, 3)}}
+    logger.info("ran %d stage(s), skipped %d; stages %.1f s, flow body %.1f s",
+                sum(s["status"] == "ran" for s in stages), sum(s["status"] != "ran" for s in stages), stage_s, body_s)
+    return results
+
+
+@flow(name="sweep", log_prints=True)
+def sweep(root: str = ".", seeds: list[int] | None = None, lambda_cat: list[float] | None = None,
+          lambda_cont: list[float] | None = None, overrides: list[str] | None = None, jobs: int = 1,
+          prefix: str | None = None, retries: int = 1, retry_delay_s: float = 10.0) -> dict:
+    """A grid over seeds and/or lambdas, each point a DVC experiment (`dvc exp run --temp`), at
+    most ``jobs`` at a time; returns (and publishes) a comparison table ranked on
+    pipeline.select.metric. Compare further with `dvc exp show`; keep one with `dvc exp apply`."""
+    logger = get_run_logger()
+    req = SweepRequest(root=Path(root), seeds=seeds or [], lambda_cat=lambda_cat or [], lambda_cont=lambda_cont or [],
+                       overrides=overrides or [], jobs=jobs, prefix=prefix, retries=retries,
+                       retry_delay_s=retry_delay_s)
+    name_prefix = req.prefix or "sweep-" + datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    points = req.points(name_prefix)
+    logger.info("sweep %s: %d point(s), %d at a time", name_prefix, len(points), req.jobs)
+    exp_task = run_experiment.with_options(retries=req.retries, retry_delay_seconds=req.retry_delay_s)
+    outcomes: list[dict] = []
+    pending: list[tuple[str, list[str], Any]] = []
+
+    def settle(item) -> None:
+        name, ovr, future = item
+        try:
+            outcomes.append(future.result() | {"status": "ok"})
+        except Exception as exc:  # noqa: BLE001 - one failed point does not stop the sweep
+            logger.error("experiment %s failed: %s", name, exc)
+            outcomes.append({"name": name, "overrides": ovr, "status": "failed", "error": str(exc)[-500:]})
+
+    for name, ovr in points:
+        if len(pending) >= req.jobs:
+            settle(pending.pop(0))
+        pending.append((name, ovr, exp_task.submit(str(req.root), name, ovr)))
+    while pending:
+        settle(pending.pop(0))
+
+    rows = comparison_rows(outcomes)
+    table = [{k: r.get(k) for k in ("rank", "experiment", "overrides", "status", "metric", "value", "winner",
+                                   "seconds", "package_tag")} | r["per_experiment"] for r in rows]
+    create_table_artifact(table=table, key=SWEEP_ARTIFACT, description=f"sweep {name_prefix}: {len(points)} point(s)")
+    failed = [r for r in rows if r["status"] != "ok"]
+    if len(failed) == len(rows):
+        raise RuntimeError(f"every sweep point failed; first error: {failed[0].get('error')}")
+    return {"prefix": name_prefix, "rows": table}
+
+
+def comparison_rows(outcomes: list[dict]) -> list[dict]:
+    """One row per grid point: the selection metric's winning value, per-experiment headline
+    figures; ranked best first (failed points last)."""
+    rows = []
+    for item in outcomes:
+        metrics = item.get("metrics") or {}
+        select = metrics.get("_select") or {}
+        metric, mode = select.get("metric", "accuracy"), select.get("mode", "max")
+        candidates = select.get("experiments") or [k for k in metrics if not k.startswith("_")]
+        values = {e: _dotted(metrics.get(e) or {}, metric) for e in candidates}
+        values = {e: v for e, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        winner = (max if mode == "max" else min)(values, key=values.get) if values else None
+        per = {}
+        for exp, m in metrics.items():
+            if not exp.startswith("_"):
+                for key in ("accuracy", "nmi"):
+                    per[f"{exp}.{key}"] = m.get(key)
+        rows.append({"experiment": item["name"], "overrides": " ".join(item.get("overrides", [])),
+                     "status": item["status"], "metric": metric, "mode": mode,
+                     "value": values.get(winner) if winner else None, "winner": winner,
+                     "seconds": item.get("seconds"), "error": item.get("error"),
+                     "package_tag": (metrics.get("_package") or {}).get("tag"), "per_experiment": per})
+    ok = [r for r in rows if r["value"] is not None]
+    ok.sort(key=lambda r: r["value"], reverse=(ok[0]["mode"] == "max") if ok else True)
+    rest = [r for r in rows if r["value"] is None]
+    for i, row in enumerate(ok + rest, 1):
+        row["rank"] = i if row["value"] is not None else None
+    return ok + rest
+
+
+@flow(name="promote", log_prints=True)
+def promote(root: str = ".", min_improvement: float = 0.0, force: bool = False) -> dict:
+    """Point models/promoted.json at the newly packaged generator only if it beats the promoted
+    one on the selection metric (by more than ``min_improvement``); never when the pipeline is
+    incomplete. Logs the decision with both figures and publishes it as an artifact."""
+    req = PromoteRequest(root=Path(root), min_improvement=min_improvement, force=force)
+    check_pipeline_complete(str(req.root))
+    decision = decide_promotion(str(req.root), req.min_improvement, req.force)
+    cur = "-" if decision["current_value"] is None else _num(decision["current_value"])
+    create_markdown_artifact(
+        key=PROMOTION_ARTIFACT, description="promote: decision",
+        markdown="\n".join([
+            f"# {'Promoted' if decision['promote'] else 'Kept'}: {decision['reason']}", "",
+            f"| | tag | {decision['metric']} ({decision['mode']}) |", "| --- | --- | --- |",
+            f"| new | `{decision['new_tag']}` | {_num(decision['new_value'])} |",
+            f"| promoted before | `{decision['current_tag'] or '-'}` | {cur} |", ""]))
+    return decision
+
+
+@flow(name="retrain-and-promote", log_prints=True)
+def retrain_and_promote(root: str = ".", experiments: list[str] | None = None, overrides: list[str] | None = None,
+                        retries: int = 2, retry_delay_s: float = 10.0, min_improvement: float = 0.0) -> dict:
+    """train_pipeline, then promote; a failed stage fails this flow before promote runs."""
+    trained = train_pipeline(root=root, experiments=experiments, overrides=overrides, retries=retries,
+                             retry_delay_s=retry_delay_s)
+    decision = promote(root=root, min_improvement=min_improvement)
+    return {"train": trained, "promote": decision}
