@@ -97,14 +97,14 @@ def test_write_overrides_keeps_comments_and_is_a_noop_when_nothing_changes(tmp_p
     shutil.copy(ROOT / "params.yaml", path)
     before = path.read_text()
     assert write_overrides(path, ["train.seed=0"]) == [] and path.read_text() == before
-    assert write_overrides(path, ["train.seed=3", "experiments.mnist.train.epochs=2"]) == \
-        ["train.seed=3", "experiments.mnist.train.epochs=2"]
+    assert write_overrides(path, ["train.seed=3", "experiments.fashion_mnist.train.epochs=2"]) == \
+        ["train.seed=3", "experiments.fashion_mnist.train.epochs=2"]
     after = path.read_text()
     changed = [line for line in after.splitlines() if line not in before.splitlines()]
     assert changed == ["  seed: 3", "    train:", "      epochs: 2"]
     assert after.count("#") == before.count("#")
     raw = yaml.safe_load(after)
-    assert raw["train"]["seed"] == 3 and raw["experiments"]["mnist"]["train"] == {"epochs": 2}
+    assert raw["train"]["seed"] == 3 and raw["experiments"]["fashion_mnist"]["train"] == {"epochs": 2}
 
 
 def test_promotion_decisions():
