@@ -1,4 +1,4 @@
-"""``python -m pipelines <train|sweep|promote|retrain|serve> --help``.
+"""``python -m pipelines <train|sweep|promote|retrain|serve|deploy-train> --help``.
 
 Parameters are checked (pipelines.settings: infogan's pydantic models for anything that lands
 in params.yaml) before Prefect starts, so a typo costs no server start-up.
@@ -18,6 +18,7 @@ FLOWS = {
     "promote": "point models/promoted.json at the new generator if it beats the promoted one",
     "retrain": "train, then promote (what the scheduled deployment runs)",
     "serve": "register the scheduled retrain-and-promote deployment and run its flow runs (blocks)",
+    "deploy-train": "register train-stage/<name> in a process work pool, for a (GPU) worker to run train stages",
 }
 
 
@@ -47,6 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
                            help="seconds between retries (default: 10)")
         if name == "train":
             p.add_argument("--force", action="store_true", help="rerun every stage even if DVC finds it unchanged")
+        if name in ("train", "retrain", "serve"):
+            p.add_argument("--train-deployment", default=None, metavar="FLOW/DEPLOYMENT",
+                           help="run train@<e> stages as runs of this work-pool deployment, e.g. train-stage/gpu "
+                                "(see deploy-train); the other stages run here")
+            p.add_argument("--train-root", default=None,
+                           help="the project folder as the worker sees it (default: --root; a shared mount)")
+            p.add_argument("--train-start-timeout", dest="train_start_timeout_s", type=float, default=600.0,
+                           help="cancel and fail a train run no worker picks up within this many s (default: 600)")
+        if name == "deploy-train":
+            from .workpool import DEFAULT_DEPLOYMENT, DEFAULT_POOL
+            p.add_argument("--pool", default=DEFAULT_POOL, help=f"process work pool (default: {DEFAULT_POOL}; "
+                                                                "created if missing)")
+            p.add_argument("--name", default=DEFAULT_DEPLOYMENT, help=f"deployment name (default: {DEFAULT_DEPLOYMENT})")
         if name == "sweep":
             p.add_argument("--seeds", type=_ints, default=[], help="comma-separated train.seed values, e.g. 0,1,2")
             p.add_argument("--lambda-cat", type=_floats, default=[], help="train.lambda_cat values, e.g. 0,1")
@@ -77,7 +91,9 @@ def _check(args: dict) -> None:
     flow = args["flow"]
     if flow in ("train", "retrain", "serve"):
         TrainRequest(root=root, experiments=args["experiments"], overrides=args["overrides"],
-                     retries=args["retries"], retry_delay_s=args["retry_delay_s"])
+                     retries=args["retries"], retry_delay_s=args["retry_delay_s"],
+                     train_deployment=args["train_deployment"], train_root=args["train_root"],
+                     train_start_timeout_s=args["train_start_timeout_s"])
     if flow == "sweep":
         SweepRequest(root=root, seeds=args["seeds"], lambda_cat=args["lambda_cat"], lambda_cont=args["lambda_cont"],
                      overrides=args["overrides"], jobs=args["jobs"], prefix=args["prefix"], retries=args["retries"],
@@ -128,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
                 local, server = deploy.start_local_server(root)
             os.environ["PREFECT_API_URL"] = local
         params = {"experiments": args["experiments"], "overrides": args["overrides"], "retries": args["retries"],
-                  "retry_delay_s": args["retry_delay_s"], "min_improvement": args["min_improvement"]}
+                  "retry_delay_s": args["retry_delay_s"], "min_improvement": args["min_improvement"],
+                  "train_deployment": args["train_deployment"], "train_root": args["train_root"],
+                  "train_start_timeout_s": args["train_start_timeout_s"]}
         try:
             from prefect.schedules import Cron  # Prefect's settings are read now, with PREFECT_API_URL set
 
@@ -142,6 +160,22 @@ def main(argv: list[str] | None = None) -> int:
             if server is not None:
                 os.killpg(server.pid, signal.SIGTERM)
                 server.wait(timeout=30)
+        return 0
+
+    if flow == "deploy-train":
+        if not os.environ.get("PREFECT_API_URL"):
+            print("error: set PREFECT_API_URL to the Prefect server that both machines use", file=sys.stderr)
+            return 2
+        from .workpool import deploy_train_stage
+
+        try:
+            name = deploy_train_stage(pool=args["pool"], name=args["name"])
+        except Exception as exc:  # noqa: BLE001 - e.g. an existing pool of another type, no server
+            print(f"error: {_messages(exc)}", file=sys.stderr)
+            return 1
+        print(f"registered {name} in work pool {args['pool']!r}; on this machine run:\n"
+              f"  prefect worker start --pool {args['pool']}\n"
+              f"and anywhere: python -m pipelines train --train-deployment {name}")
         return 0
 
     from . import flows

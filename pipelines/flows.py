@@ -19,8 +19,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import task_run as task_run_info
 
-from . import dvcrun, promotion
-from .settings import PromoteRequest, SweepRequest, TrainRequest, shadowed, write_overrides
+from . import dvcrun, promotion, workpool
+from .settings import PromoteRequest, StageRequest, SweepRequest, TrainRequest, shadowed, write_overrides
 
 METRICS_ARTIFACT = "train-pipeline-metrics"
 SWEEP_ARTIFACT = "sweep-comparison"
@@ -63,6 +63,24 @@ def run_stage(root: str, stage: str, force: bool = False) -> dict:
     outcome = dvcrun.stage_outcome(stage, result)
     logger.info("stage %s %s in %.1f s (attempt %d)", stage, outcome, result.seconds, attempt)
     return {"stage": stage, "status": outcome, "seconds": round(result.seconds, 3), "attempt": attempt}
+
+
+@task(name="remote-dvc-stage", task_run_name="{stage} (work pool)", retries=0, cache_policy=NO_CACHE)
+def run_remote_stage(root: str, deployment: str, worker_root: str, stage: str, force: bool,
+                     start_timeout_s: float) -> dict:
+    """``stage`` as a run of ``deployment`` on its work pool's worker, waited for; then the local
+    side must see the outputs (same project folder), or the following stages would retrain."""
+    logger = get_run_logger()
+    remote = workpool.run_remote_stage(deployment, worker_root, stage, force, start_timeout_s, log=logger.info)
+    pending = dvcrun.status(root, stage)
+    if pending:
+        raise workpool.RemoteStageError(
+            f"stage {stage} completed on pool {remote['pool']!r} but {root} does not show its outputs "
+            f"(dvc status: {json.dumps(pending)[:300]}): the worker must run in this same project folder "
+            f"(a shared mount; pass --train-root with its path on the worker)")
+    logger.info("stage %s ran on pool %r in %.1f s (queued %.1f s)", stage, remote["pool"], remote["seconds"],
+                remote["queued_s"])
+    return {"stage": stage, "status": "remote", "seconds": remote["seconds"], "attempt": 1, "remote": remote}
 
 
 @task(name="dvc-exp-run", task_run_name="{name}", retries=1, retry_delay_seconds=10, retry_condition_fn=_retryable,
@@ -212,14 +230,19 @@ def experiment_metrics(root: Path, name: str) -> dict:
 
 @flow(name="train-pipeline", log_prints=True)
 def train_pipeline(root: str = ".", experiments: list[str] | None = None, overrides: list[str] | None = None,
-                   force: bool = False, retries: int = 2, retry_delay_s: float = 10.0) -> dict:
+                   force: bool = False, retries: int = 2, retry_delay_s: float = 10.0,
+                   train_deployment: str | None = None, train_root: str | None = None,
+                   train_start_timeout_s: float = 600.0) -> dict:
     """Run the DVC pipeline stage by stage (one task per `dvc repro -s <stage>`) for
     ``experiments`` (default: all in params.yaml) after setting ``overrides`` in params.yaml;
-    returns the metrics and output paths and publishes them as a markdown artifact."""
+    returns the metrics and output paths and publishes them as a markdown artifact. With
+    ``train_deployment`` (e.g. ``train-stage/gpu``) each ``train@<e>`` stage runs as a run of
+    that deployment on its work pool's worker (see pipelines.workpool); the rest stay here."""
     started = time.perf_counter()
     logger = get_run_logger()
     req = TrainRequest(root=Path(root), experiments=experiments, overrides=overrides or [], force=force,
-                       retries=retries, retry_delay_s=retry_delay_s)
+                       retries=retries, retry_delay_s=retry_delay_s, train_deployment=train_deployment,
+                       train_root=train_root, train_start_timeout_s=train_start_timeout_s)
     selected = req.selected()
     for note in shadowed(req.raw_params(), req.overrides, selected):
         logger.warning(note)
@@ -227,7 +250,13 @@ def train_pipeline(root: str = ".", experiments: list[str] | None = None, overri
     if changed:
         logger.info("params.yaml: set %s", ", ".join(changed))
     stage = run_stage.with_options(retries=req.retries, retry_delay_seconds=req.retry_delay_s)
-    stages = [stage(str(req.root), name, req.force) for name in req.plan()]
+    stages = []
+    for name in req.plan():
+        if req.train_deployment and name.startswith("train@"):
+            stages.append(run_remote_stage(str(req.root), req.train_deployment, req.train_root or str(req.root),
+                                           name, req.force, req.train_start_timeout_s))
+        else:
+            stages.append(stage(str(req.root), name, req.force))
     results = collect_results(req.root, selected)
     create_markdown_artifact(markdown=metrics_markdown(results, stages, req.overrides), key=METRICS_ARTIFACT,
                              description=f"InfoGAN metrics, {', '.join(selected)}")
@@ -239,6 +268,20 @@ def train_pipeline(root: str = ".", experiments: list[str] | None = None, overri
     logger.info("ran %d stage(s), skipped %d; stages %.1f s, flow body %.1f s",
                 sum(s["status"] == "ran" for s in stages), sum(s["status"] != "ran" for s in stages), stage_s, body_s)
     return results
+
+
+@flow(name=workpool.FLOW_NAME, log_prints=True)
+def train_stage(root: str = ".", stage: str = "train@mnist", force: bool = False, retries: int = 2,
+                retry_delay_s: float = 10.0) -> dict:
+    """One DVC stage (meant for ``train@<experiment>``) where this flow runs: the entry point
+    of the work-pool deployment that puts training on a GPU machine (pipelines.workpool)."""
+    req = StageRequest(root=Path(root), stage=stage, force=force, retries=retries, retry_delay_s=retry_delay_s)
+    here = workpool.where_am_i()
+    get_run_logger().info("running %s on %s, device %s, in %s", req.stage, here["host"], here["device"],
+                          req.root.resolve())
+    outcome = run_stage.with_options(retries=req.retries, retry_delay_seconds=req.retry_delay_s)(
+        str(req.root), req.stage, req.force)
+    return outcome | here
 
 
 @flow(name="sweep", log_prints=True)
@@ -335,9 +378,12 @@ def promote(root: str = ".", min_improvement: float = 0.0, force: bool = False) 
 
 @flow(name="retrain-and-promote", log_prints=True)
 def retrain_and_promote(root: str = ".", experiments: list[str] | None = None, overrides: list[str] | None = None,
-                        retries: int = 2, retry_delay_s: float = 10.0, min_improvement: float = 0.0) -> dict:
+                        retries: int = 2, retry_delay_s: float = 10.0, min_improvement: float = 0.0,
+                        train_deployment: str | None = None, train_root: str | None = None,
+                        train_start_timeout_s: float = 600.0) -> dict:
     """train_pipeline, then promote; a failed stage fails this flow before promote runs."""
     trained = train_pipeline(root=root, experiments=experiments, overrides=overrides, retries=retries,
-                             retry_delay_s=retry_delay_s)
+                             retry_delay_s=retry_delay_s, train_deployment=train_deployment, train_root=train_root,
+                             train_start_timeout_s=train_start_timeout_s)
     decision = promote(root=root, min_improvement=min_improvement)
     return {"train": trained, "promote": decision}

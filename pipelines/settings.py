@@ -163,6 +163,11 @@ class TrainRequest(_Request):
     force: bool = False                       # `dvc repro -s -f`: rerun even unchanged stages
     retries: Retries = 2
     retry_delay_s: Delay = 10.0
+    # `train@<e>` stages as runs of this work-pool deployment ("<flow>/<deployment>"), in
+    # train_root (the project folder as the worker sees it; default: root).
+    train_deployment: Annotated[str, Field(pattern=r"^[^/\s]+/[^/\s]+$")] | None = None
+    train_root: str | None = None
+    train_start_timeout_s: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] = 600.0
 
     @model_validator(mode="after")
     def _params_valid(self):
@@ -183,6 +188,24 @@ class TrainRequest(_Request):
 
     def plan(self) -> list[str]:
         return stage_plan(self.root, self.selected())
+
+
+class StageRequest(_Request):
+    """``train_stage`` (the work-pool deployment's flow): one stage of dvc.yaml."""
+
+    stage: str
+    force: bool = False
+    retries: Retries = 2
+    retry_delay_s: Delay = 10.0
+
+    @model_validator(mode="after")
+    def _stage_known(self):
+        raw = self.raw_params()
+        validate_params(raw)
+        plan = stage_plan(self.root, list(raw.get("experiments") or {}))
+        if self.stage not in plan:
+            raise ConfigError(f"unknown stage {self.stage!r}; {DVC_FILE} with {PARAMS_FILE} has: {', '.join(plan)}")
+        return self
 
 
 SweepValue = Annotated[float, Field(allow_inf_nan=False)]

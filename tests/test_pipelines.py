@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import ROOT, free_port, make_dvc_project, tool_environ
 
@@ -68,7 +69,7 @@ def test_overrides_are_validated_by_infogans_models_before_anything_runs(tmp_pat
     from pydantic import ValidationError
 
     from pipelines.__main__ import main
-    from pipelines.settings import SweepRequest, TrainRequest
+    from pipelines.settings import StageRequest, SweepRequest, TrainRequest
 
     for name in ("params.yaml", "dvc.yaml"):
         shutil.copy(ROOT / name, tmp_path / name)
@@ -82,6 +83,12 @@ def test_overrides_are_validated_by_infogans_models_before_anything_runs(tmp_pat
             TrainRequest(root=tmp_path, **kwargs)
     with pytest.raises(ValidationError, match="train.lambda_cat: Input should be less than or equal to 100"):
         SweepRequest(root=tmp_path, seeds=[0], lambda_cat=[1.0, 200.0])
+    with pytest.raises(ValidationError, match="train_deployment"):
+        TrainRequest(root=tmp_path, train_deployment="gpu")  # not <flow>/<deployment>
+    with pytest.raises(ValidationError, match=re.escape("unknown stage 'train@cifar'; dvc.yaml with params.yaml has: "
+                                                        "prepare@mnist, train@mnist")):
+        StageRequest(root=tmp_path, stage="train@cifar")
+    assert StageRequest(root=tmp_path, stage="train@fashion_mnist").stage == "train@fashion_mnist"
     assert main(["train", "--root", str(tmp_path), "-S", "train.epochs=0"]) == 2
     assert (tmp_path / "params.yaml").read_text() == before
 
@@ -171,6 +178,36 @@ def api(server, project):
             yield server
 
 
+@pytest.fixture(scope="module")
+def gpu_pool(api, project, tmp_path_factory):
+    """A real process work pool with the train-stage deployment and a `prefect worker start`
+    polling it: the GPU machine's part of README "Scaling out" (on this CPU, in a subprocess)."""
+    from pipelines.workpool import deploy_train_stage, ensure_pool
+
+    pool = "ci-gpu"
+    name = deploy_train_stage(pool=pool, name="ci")
+    assert ensure_pool(pool) is False  # registering again reuses the pool
+    env = tool_environ(project) | {"PREFECT_API_URL": api["url"], "PREFECT_HOME": str(api["home"]),
+                                   "PREFECT_WORKER_QUERY_SECONDS": "1"}
+    env.pop("INFOGAN_PIPELINES_FAULTS", None)
+    folder = tmp_path_factory.mktemp("worker")
+    log = folder / "worker.log"
+    with open(log, "wb") as out:
+        worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", pool],
+                                  cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield {"pool": pool, "deployment": name, "log": log}
+    finally:
+        _stop(worker)
+
+
+def _read_flow_runs(deployment_id):
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    with client() as c:
+        return c.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))
+
+
 def client():
     from prefect.client.orchestration import get_client
 
@@ -208,19 +245,36 @@ def pointer(project: Path) -> str | None:
     return path.read_text() if path.exists() else None
 
 
-def test_train_pipeline_runs_every_stage_and_publishes_metrics(api, project):
+def test_train_pipeline_runs_every_stage_and_publishes_metrics(api, project, gpu_pool):
+    """The full pipeline, its train stage sent to the work pool's worker (README "Scaling out"),
+    the light stages run here."""
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
 
     from pipelines.flows import METRICS_ARTIFACT, promote, train_pipeline
 
     start = time.perf_counter()
-    state = train_pipeline(root=str(project), retries=0, return_state=True)
+    state = train_pipeline(root=str(project), retries=0, train_deployment=gpu_pool["deployment"], return_state=True)
     wall = time.perf_counter() - start
-    assert state.is_completed(), state.message
+    assert state.is_completed(), (state.message, gpu_pool["log"].read_text(errors="replace")[-3000:])
     result = state.result()
     assert [s["stage"] for s in result["stages"]] == ["prepare@mnist", "train@mnist", "evaluate@mnist",
                                                       "traverse@mnist", "select", "package"]
-    assert {s["status"] for s in result["stages"]} == {"ran"}
+    stages = {s["stage"]: s for s in result["stages"]}
+    assert {s["status"] for n, s in stages.items() if n != "train@mnist"} == {"ran"}
+    remote = stages["train@mnist"]
+    assert remote["status"] == "remote" and remote["remote"]["pool"] == gpu_pool["pool"]
+    MEASURED["work_pool_queued_s"] = remote["remote"]["queued_s"]
+    MEASURED["work_pool_overhead_s"] = remote["seconds"] - remote["remote"]["run_s"]
+    # It ran as a run of the deployment in the worker's child process, a subflow of this run,
+    # and really trained there (its log names the host and device; DVC recorded the stage).
+    with client() as c:
+        [child] = _read_flow_runs(c.read_deployment_by_name(gpu_pool["deployment"]).id)
+    assert str(child.id) == remote["remote"]["flow_run_id"] and child.state.is_completed()
+    assert child.work_pool_name == gpu_pool["pool"] and child.parameters["stage"] == "train@mnist"
+    assert child.parent_task_run_id is not None
+    assert flow_logs(child.id, "device cpu") and flow_logs(child.id, "Running stage 'train@mnist'")
+    assert "train@mnist" in yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    assert (project / "runs/mnist/checkpoint.pt").is_file()
     mnist = result["experiments"]["mnist"]
     assert 0.0 <= mnist["metrics"]["accuracy"] <= 1.0
     assert "runs/mnist/grids/epoch_001.png" in mnist["grids"]
@@ -361,6 +415,25 @@ def test_scheduled_deployment_is_listed_and_a_triggered_run_completes(api, proje
     finally:
         _stop(proc)
     print("\nprefect timings (s): " + ", ".join(f"{k}={v:.1f}" for k, v in MEASURED.items()))
+
+
+def test_a_train_run_no_worker_picks_up_is_cancelled_and_fails_the_flow(api, project):
+    """No worker polls this pool: the run is cancelled after the start timeout and the flow
+    fails with a message that says what to start; the stages after train never run."""
+    from pipelines.flows import train_pipeline
+    from pipelines.workpool import deploy_train_stage
+
+    idle = deploy_train_stage(pool="ci-idle", name="idle")
+    lock = (project / "dvc.lock").read_text()
+    state = train_pipeline(root=str(project), retries=0, train_deployment=idle, train_start_timeout_s=3,
+                           return_state=True)
+    assert state.is_failed()
+    message = str(state.result(raise_on_failure=False))
+    assert "no worker of pool 'ci-idle' picked up" in message and "prefect worker start --pool ci-idle" in message
+    with client() as c:
+        [cancelled] = _read_flow_runs(c.read_deployment_by_name(idle).id)
+    assert cancelled.state.is_cancelled()
+    assert (project / "dvc.lock").read_text() == lock
 
 
 @pytest.mark.slow

@@ -52,7 +52,7 @@ class OfflineRun:
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self.records = read_records(next(folder.glob("run-*.wandb")))
+        self.records = complete_records(folder)
         run = next(r.run for r in self.records if r.WhichOneof("record_type") == "run")
         self.id, self.group, self.job_type, self.tags = run.run_id, run.run_group, run.job_type, list(run.tags)
         self.config: dict = {}
@@ -73,6 +73,25 @@ class OfflineRun:
 
     def rows_with(self, key: str) -> list[dict]:
         return [h for h in self.history if key in h]
+
+
+def complete_records(folder: Path, timeout: float = 120.0) -> list:
+    """The records of a finished offline run. wandb-core writes the ``.wandb`` log from its own
+    service process and can still be writing after ``run.finish()`` returns (seen on a busy
+    2-core CI machine: the file held only its header), so wait for the closing ``exit`` record."""
+    deadline = time.monotonic() + timeout
+    while True:
+        files = list(folder.glob("run-*.wandb"))
+        try:
+            records = read_records(files[0]) if files else []
+        except Exception:  # caught mid-write: a short header or a half-written record
+            records = []
+        if records and records[-1].WhichOneof("record_type") == "exit":
+            return records
+        if time.monotonic() > deadline:
+            kinds = [r.WhichOneof("record_type") for r in records]
+            raise AssertionError(f"{folder}: no exit record after {timeout:.0f} s; records: {kinds}")
+        time.sleep(0.5)
 
 
 def offline_runs(wandb_root: Path) -> list[OfflineRun]:
