@@ -246,6 +246,9 @@ def train_pipeline(root: str = ".", experiments: list[str] | None = None, overri
     selected = req.selected()
     for note in shadowed(req.raw_params(), req.overrides, selected):
         logger.warning(note)
+    if req.train_deployment:  # before anything is written or run
+        pool = workpool.check_deployment(req.train_deployment)
+        logger.info("train stages go to %s (work pool %r); the others run here", req.train_deployment, pool)
     changed = write_overrides(req.params_path, req.overrides) if req.overrides else []
     if changed:
         logger.info("params.yaml: set %s", ", ".join(changed))

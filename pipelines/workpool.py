@@ -69,6 +69,24 @@ def deploy_train_stage(pool: str = DEFAULT_POOL, name: str = DEFAULT_DEPLOYMENT,
     return f"{FLOW_NAME}/{name}"
 
 
+def check_deployment(deployment: str) -> str:
+    """The work pool of ``deployment``; a clear error when the server does not know it."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            target = client.read_deployment_by_name(deployment)
+        except ObjectNotFound:
+            raise RemoteStageError(
+                f"deployment {deployment!r} is not registered on the Prefect server {client.api_url}; on the GPU "
+                f"machine run `python -m pipelines deploy-train` (then `prefect worker start --pool <pool>`)") from None
+    if not target.work_pool_name:
+        raise RemoteStageError(f"deployment {deployment!r} has no work pool (a `serve` deployment?); register the "
+                               f"train stage with `python -m pipelines deploy-train`")
+    return target.work_pool_name
+
+
 def online_workers(pool: str) -> int:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import WorkerFilter, WorkerFilterStatus
@@ -87,10 +105,8 @@ def run_remote_stage(deployment: str, worker_root: str, stage: str, force: bool,
     from prefect.deployments import run_deployment
     from prefect.states import Cancelled
 
-    with get_client(sync_client=True) as client:
-        target = client.read_deployment_by_name(deployment)
-        pool = target.work_pool_name
-    workers = online_workers(pool) if pool else 0
+    pool = check_deployment(deployment)
+    workers = online_workers(pool)
     if not workers:
         log(f"no worker is online in pool {pool!r} yet; the run waits up to {start_timeout_s:.0f} s for one "
             f"(start it with `prefect worker start --pool {pool}`)")
