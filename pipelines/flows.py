@@ -66,12 +66,13 @@ def run_stage(root: str, stage: str, force: bool = False) -> dict:
 
 
 @task(name="remote-dvc-stage", task_run_name="{stage} (work pool)", retries=0, cache_policy=NO_CACHE)
-def run_remote_stage(root: str, deployment: str, worker_root: str, stage: str, force: bool,
+def run_remote_stage(root: str, deployment: str, pool: str, worker_root: str, stage: str, force: bool,
                      start_timeout_s: float) -> dict:
     """``stage`` as a run of ``deployment`` on its work pool's worker, waited for; then the local
     side must see the outputs (same project folder), or the following stages would retrain."""
     logger = get_run_logger()
-    remote = workpool.run_remote_stage(deployment, worker_root, stage, force, start_timeout_s, log=logger.info)
+    remote = workpool.run_remote_stage(deployment, pool, worker_root, stage, force, start_timeout_s,
+                                       log=logger.info)
     pending = dvcrun.status(root, stage)
     if pending:
         raise workpool.RemoteStageError(
@@ -246,6 +247,7 @@ def train_pipeline(root: str = ".", experiments: list[str] | None = None, overri
     selected = req.selected()
     for note in shadowed(req.raw_params(), req.overrides, selected):
         logger.warning(note)
+    pool = None
     if req.train_deployment:  # before anything is written or run
         pool = workpool.check_deployment(req.train_deployment)
         logger.info("train stages go to %s (work pool %r); the others run here", req.train_deployment, pool)
@@ -256,8 +258,9 @@ def train_pipeline(root: str = ".", experiments: list[str] | None = None, overri
     stages = []
     for name in req.plan():
         if req.train_deployment and name.startswith("train@"):
-            stages.append(run_remote_stage(str(req.root), req.train_deployment, req.train_root or str(req.root),
-                                           name, req.force, req.train_start_timeout_s))
+            stages.append(run_remote_stage(str(req.root), req.train_deployment, pool,
+                                           req.train_root or str(req.root), name, req.force,
+                                           req.train_start_timeout_s))
         else:
             stages.append(stage(str(req.root), name, req.force))
     results = collect_results(req.root, selected)

@@ -96,18 +96,17 @@ def online_workers(pool: str) -> int:
             pool, worker_filter=WorkerFilter(status=WorkerFilterStatus(any_=["ONLINE"]))))
 
 
-def run_remote_stage(deployment: str, worker_root: str, stage: str, force: bool, start_timeout_s: float,
-                     log=print) -> dict:
-    """Create a run of ``deployment`` for ``stage`` (linked to the calling flow run) and wait for
-    it. A run no worker picks up within ``start_timeout_s`` is cancelled and reported."""
+def run_remote_stage(deployment: str, pool: str, worker_root: str, stage: str, force: bool,
+                     start_timeout_s: float, log=print) -> dict:
+    """Create a run of ``deployment`` (in work pool ``pool``, see check_deployment) for ``stage``,
+    linked to the calling flow run, and wait for it. A run no worker picks up within
+    ``start_timeout_s`` is cancelled and reported."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.objects import StateType
     from prefect.deployments import run_deployment
     from prefect.states import Cancelled
 
-    pool = check_deployment(deployment)
-    workers = online_workers(pool)
-    if not workers:
+    if not online_workers(pool):
         log(f"no worker is online in pool {pool!r} yet; the run waits up to {start_timeout_s:.0f} s for one "
             f"(start it with `prefect worker start --pool {pool}`)")
     started = time.monotonic()
