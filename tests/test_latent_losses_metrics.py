@@ -142,6 +142,34 @@ def test_random_warp_is_identity_at_zero_and_keeps_background():
     assert torch.equal(random_stroke(blank), blank)
 
 
+def test_slant_stretch_moves_only_its_own_attribute():
+    """The roles term's warps: a shear slants a vertical bar without widening it, a horizontal
+    stretch widens it without slanting it, and zero warp is the identity."""
+    bar = -torch.ones(1, 1, 28, 28)
+    bar[..., 6:22, 13:16] = 1.0
+    bars = bar.repeat(3, 1, 1, 1)
+    zero = torch.zeros(3)
+    assert torch.allclose(losses.slant_stretch(bars, zero, zero), bars, atol=1e-5)
+    base = measure(bar)
+    slanted = measure(losses.slant_stretch(bars, torch.tensor([-0.4, 0.0, 0.4]), zero))
+    assert slanted["rotation"][0] * slanted["rotation"][2] < 0 and abs(slanted["rotation"][2]) > 15
+    assert np.allclose(slanted["width"], base["width"], atol=0.5)
+    stretched = measure(losses.slant_stretch(bars, zero, torch.tensor([-0.3, 0.0, 0.3])))
+    assert stretched["width"][0] < base["width"][0] < stretched["width"][2]
+    assert np.allclose(stretched["rotation"], 0.0, atol=1.0)
+
+
+def test_continuous_nll_per_code_known_values():
+    spec = LatentSpec(noise_dim=2, categorical=(), continuous=3)
+    target = torch.tensor([[0.5, -0.5, 0.0], [0.2, 0.1, 1.0]])
+    q_out = torch.cat([target, torch.zeros(2, 3)], 1)  # means = targets, log-std 0
+    half_log_2pi = 0.5 * math.log(2 * math.pi)
+    assert torch.allclose(losses.continuous_nll_per_code(spec, q_out, target), torch.full((3,), half_log_2pi))
+    # Only the first two codes, each one unit off: + 1/2 nat each.
+    nll = losses.continuous_nll_per_code(spec, q_out, target[:, :2] + 1, codes=2)
+    assert nll.shape == (2,) and torch.allclose(nll, torch.full((2,), half_log_2pi + 0.5))
+
+
 def test_paired_code_information_gap_known_values():
     from infogan.losses import paired_code_information_gap
 

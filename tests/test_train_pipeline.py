@@ -35,10 +35,12 @@ def test_two_steps_on_real_subset_update_every_part(tiny_project):
 @pytest.mark.parametrize("lam, q_reaches_g", [(0.0, False), (1.0, True)])
 def test_information_term_reaches_g_only_when_lambda_positive(tiny_project, lam, q_reaches_g):
     """lambda = 0 is a plain GAN for G (the paper's ablation) while Q still learns from G's
-    samples: two runs that differ only in Q's weights must then give the same G."""
+    samples: two runs that differ only in Q's weights must then give the same G. The label-free
+    additions stay switched on: lambda = 0 must switch them off with it."""
     cli.prepare()
     cfg = load_config("params.yaml", "mnist", [f"train.lambda_cat={lam}", f"train.lambda_cont={lam / 10}",
-                                               f"train.lambda_cat_warped={lam}", f"train.real_info={lam}"])
+                                               "train.lambda_cat_warped=1.0", "train.real_info=1.0",
+                                               "train.real_pairs=true", "train.lambda_cont_roles=0.2"])
     a, b = Trainer(cfg, tiny_project / "a"), Trainer(cfg, tiny_project / "b")
     b.D.load_state_dict(a.D.state_dict())
     b.G.load_state_dict(a.G.state_dict())

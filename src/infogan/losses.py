@@ -48,6 +48,17 @@ def info_nll(spec: LatentSpec, q_out: torch.Tensor, codes: LatentBatch) -> InfoT
     return InfoTerms(cat, cont)
 
 
+def continuous_nll_per_code(spec: LatentSpec, q_out: torch.Tensor, target: torch.Tensor,
+                            codes: int | None = None) -> torch.Tensor:
+    """Mean Gaussian NLL (nats) of the first ``codes`` continuous codes (all by default) against
+    ``target`` (N, codes); shape (codes,)."""
+    _, mean, log_std = spec.split_q(q_out.float())
+    mean, log_std = mean[:, :codes], log_std[:, :codes]
+    log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+    z = (target - mean) * torch.exp(-log_std)
+    return (_HALF_LOG_2PI + log_std + 0.5 * z * z).mean(0)
+
+
 def mutual_info_lower_bound(spec: LatentSpec, terms: InfoTerms) -> tuple[float, float]:
     """(L_I for categorical codes, L_I for continuous codes) in nats."""
     return (spec.entropy_categorical - float(terms.cat_nll),
@@ -96,6 +107,17 @@ def random_affine(images: torch.Tensor, degrees: float, scale: float, shift: flo
     tx, ty = ((torch.rand(2, n, device=dev) * 2 - 1) * shift * 2)  # fraction of the half-width grid
     cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
     theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
+    return F.grid_sample(images + 1, grid, mode="bilinear", padding_mode="zeros", align_corners=False) - 1
+
+
+def slant_stretch(images: torch.Tensor, shear: torch.Tensor, log_stretch: torch.Tensor) -> torch.Tensor:
+    """Per image: horizontal shear (x += shear * y) and horizontal stretch by exp(log_stretch),
+    about the image centre (bilinear, background -1)."""
+    one, zero = torch.ones_like(shear), torch.zeros_like(shear)
+    # affine_grid maps output to input coordinates, so the inverse transform goes here.
+    theta = torch.stack([torch.stack([torch.exp(-log_stretch), -shear, zero], 1),
+                         torch.stack([zero, one, zero], 1)], 1)
     grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
     return F.grid_sample(images + 1, grid, mode="bilinear", padding_mode="zeros", align_corners=False) - 1
 

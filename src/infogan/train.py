@@ -150,6 +150,21 @@ class Trainer:
         return ((terms.cat_nll if tc.lambda_cat == 0 else zero)
                 + (terms.cont_nll if tc.lambda_cont == 0 else zero))
 
+    def _continuous_roles(self, fake: torch.Tensor, codes) -> torch.Tensor:
+        """Continuous NLL of codes 0 and 1 on G's samples, half slanted and half stretched by a
+        known amount, against the codes shifted by that amount (TrainConfig.lambda_cont_roles)."""
+        tc = self.cfg.train
+        n = fake.shape[0]
+        units = (torch.rand(n, device=fake.device) * 2 - 1) * tc.roles_warp_units
+        slanted = torch.arange(n, device=fake.device) < n // 2
+        none = torch.zeros_like(units)
+        slant_units, stretch_units = torch.where(slanted, units, none), torch.where(slanted, none, units)
+        warped = losses.slant_stretch(fake, slant_units * tc.roles_shear_per_unit,
+                                      stretch_units * tc.roles_stretch_per_unit)
+        target = codes.cont[:, :2] + torch.stack([slant_units, stretch_units], 1)
+        q = self.D.q_head(self._body(warped))
+        return losses.continuous_nll_per_code(self.spec, q, target, codes=2).sum()
+
     def train_step(self, real: torch.Tensor) -> torch.Tensor:
         tc, spec, body = self.cfg.train, self.spec, self._body
         n = real.shape[0]
@@ -168,7 +183,7 @@ class Trainer:
             loss_d = adv_d
             if tc.info_grad == "shared":
                 loss_d = loss_d + self._info_weighted(losses.info_nll(spec, self.D.q_head(h_fake), codes))
-            if tc.real_info > 0 and spec.categorical:
+            if tc.real_info > 0 and tc.lambda_cat > 0 and spec.categorical:
                 h_for_q = h_real if tc.info_grad == "shared" else h_real.detach()
                 if tc.real_pairs:
                     warped_real = losses.random_affine(real, tc.warp_degrees, tc.warp_scale, tc.warp_shift)
@@ -194,12 +209,14 @@ class Trainer:
             adv = losses.g_loss(self.D.d_head(h).squeeze(1))
             terms = losses.info_nll(spec, self.D.q_head(h), codes)
             loss_g = adv + self._info_weighted(terms)
-            if tc.lambda_cat_warped > 0 and spec.categorical:
+            if tc.lambda_cat_warped > 0 and tc.lambda_cat > 0 and spec.categorical:
                 warped = losses.random_affine(fake, tc.warp_degrees, tc.warp_scale, tc.warp_shift)
                 if tc.warp_stroke:
                     warped = losses.random_stroke(warped)
                 warped_terms = losses.info_nll(spec, self.D.q_head(body(warped)), codes)
                 loss_g = loss_g + tc.lambda_cat_warped * warped_terms.cat_nll
+            if tc.lambda_cont_roles > 0 and tc.lambda_cont > 0:
+                loss_g = loss_g + tc.lambda_cont_roles * self._continuous_roles(fake, codes)
         loss_g.backward()
         if self.dist.enabled:
             distributed.average_gradients(list(self.G.parameters()) + list(self.D.q_head.parameters()),
