@@ -36,15 +36,10 @@ class InfoTerms:
 
 
 def info_nll(spec: LatentSpec, q_out: torch.Tensor, codes: LatentBatch) -> InfoTerms:
-    logits, mean, log_std = spec.split_q(q_out.float())
+    logits, _, _ = spec.split_q(q_out.float())
     zero = q_out.new_zeros((), dtype=torch.float32)
     cat = sum((F.cross_entropy(lg, codes.cat[:, i]) for i, lg in enumerate(logits)), zero)
-    if spec.continuous:
-        log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
-        z = (codes.cont - mean) * torch.exp(-log_std)
-        cont = (_HALF_LOG_2PI + log_std + 0.5 * z * z).mean(0).sum()
-    else:
-        cont = zero
+    cont = continuous_nll_per_code(spec, q_out, codes.cont).sum() if spec.continuous else zero
     return InfoTerms(cat, cont)
 
 
@@ -107,6 +102,12 @@ def random_affine(images: torch.Tensor, degrees: float, scale: float, shift: flo
     tx, ty = ((torch.rand(2, n, device=dev) * 2 - 1) * shift * 2)  # fraction of the half-width grid
     cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
     theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+    return _affine_warp(images, theta)
+
+
+def _affine_warp(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Warp each image by its 2x3 matrix ``theta`` (output -> input coordinates, as
+    ``affine_grid`` takes them); bilinear, with the -1 background filling what comes in."""
     grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
     return F.grid_sample(images + 1, grid, mode="bilinear", padding_mode="zeros", align_corners=False) - 1
 
@@ -115,11 +116,10 @@ def slant_stretch(images: torch.Tensor, shear: torch.Tensor, log_stretch: torch.
     """Per image: horizontal shear (x += shear * y) and horizontal stretch by exp(log_stretch),
     about the image centre (bilinear, background -1)."""
     one, zero = torch.ones_like(shear), torch.zeros_like(shear)
-    # affine_grid maps output to input coordinates, so the inverse transform goes here.
+    # The inverse transform: _affine_warp takes output -> input coordinates.
     theta = torch.stack([torch.stack([torch.exp(-log_stretch), -shear, zero], 1),
                          torch.stack([zero, one, zero], 1)], 1)
-    grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
-    return F.grid_sample(images + 1, grid, mode="bilinear", padding_mode="zeros", align_corners=False) - 1
+    return _affine_warp(images, theta)
 
 
 def random_stroke(images: torch.Tensor) -> torch.Tensor:
