@@ -26,7 +26,7 @@ def test_project_params_are_valid_for_every_experiment():
     ({"train": {"info_grad": "both"}}, "train.info_grad", "'shared' or 'q_head'"),
     ({"data": {"dataset": "mnist", "image_size": 64}, "model": {"arch": "dcgan64"}}, "data",
      "image_size must be 28"),
-    ({"train": {"lambda_cont_roles": 0.2}, "latent": {"continuous": 1}}, "train.lambda_cont_roles",
+    ({"train": {"real_cont_roles": 1.0}, "latent": {"continuous": 0}}, "train.real_cont_roles",
      "latent.continuous >= 2"),
 ])
 def test_bad_params_name_the_key_and_what_is_allowed(raw, key, allowed):

@@ -159,6 +159,20 @@ def test_slant_stretch_moves_only_its_own_attribute():
     assert np.allclose(stretched["rotation"], 0.0, atol=1.0)
 
 
+def test_width_ignores_slant_and_follows_horizontal_stretch():
+    """An upright ring ("0") slanted by a shear keeps its width (the extent across the
+    principal axis would shrink), and a horizontal stretch by a scales it by about a."""
+    ys, xs = torch.meshgrid(torch.arange(28.0) - 13.5, torch.arange(28.0) - 13.5, indexing="ij")
+    r = torch.sqrt((xs / 5) ** 2 + (ys / 9) ** 2)
+    ring = torch.where((r > 0.75) & (r < 1.0), 1.0, -1.0).view(1, 1, 28, 28).repeat(3, 1, 1, 1)
+    zero = torch.zeros(3)
+    slanted = measure(losses.slant_stretch(ring, torch.tensor([0.0, 0.3, 0.6]), zero))
+    assert slanted["rotation"][2] < -15  # visibly slanted
+    assert np.allclose(slanted["width"], slanted["width"][0], rtol=0.03), slanted["width"]
+    stretched = measure(losses.slant_stretch(ring, zero, torch.tensor([-0.2, 0.0, 0.2])))
+    assert np.allclose(stretched["width"] / stretched["width"][1], np.exp([-0.2, 0.0, 0.2]), rtol=0.05)
+
+
 def test_continuous_nll_per_code_known_values():
     spec = LatentSpec(noise_dim=2, categorical=(), continuous=3)
     target = torch.tensor([[0.5, -0.5, 0.0], [0.2, 0.1, 1.0]])

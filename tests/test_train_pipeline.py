@@ -40,7 +40,7 @@ def test_information_term_reaches_g_only_when_lambda_positive(tiny_project, lam,
     cli.prepare()
     cfg = load_config("params.yaml", "mnist", [f"train.lambda_cat={lam}", f"train.lambda_cont={lam / 10}",
                                                "train.lambda_cat_warped=1.0", "train.real_info=1.0",
-                                               "train.real_pairs=true", "train.lambda_cont_roles=0.2"])
+                                               "train.real_pairs=true", "train.real_cont_roles=1.0"])
     a, b = Trainer(cfg, tiny_project / "a"), Trainer(cfg, tiny_project / "b")
     b.D.load_state_dict(a.D.state_dict())
     b.G.load_state_dict(a.G.state_dict())
@@ -54,6 +54,21 @@ def test_information_term_reaches_g_only_when_lambda_positive(tiny_project, lam,
     assert not torch.equal(q_before, a.D.q_head[3].weight), "Q must learn in both cases"
     same_g = all(torch.equal(x, y) for x, y in zip(a.G.parameters(), b.G.parameters()))
     assert same_g is not q_reaches_g
+
+
+def test_real_continuous_roles_trains_q_and_d_body_only(tiny_project):
+    """The real-image roles term: a finite squared error whose gradient reaches Q's head and
+    D's body (it is part of D's step), never G."""
+    cli.prepare()
+    cfg = load_config("params.yaml", "mnist", ["train.real_cont_roles=1.0"])
+    trainer = Trainer(cfg, tiny_project / "real_roles")
+    real = next(trainer.batches.epoch(torch.Generator().manual_seed(0)))
+    term = trainer._real_continuous_roles(real)
+    assert torch.isfinite(term) and term.item() >= 0
+    term.backward()
+    assert trainer.D.q_head[3].weight.grad.abs().sum() > 0
+    assert trainer.D.body[0].weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in trainer.G.parameters())
 
 
 def test_train_resume_equals_uninterrupted(tiny_project):

@@ -92,7 +92,7 @@ class TrainConfig(_Strict):
     beta2: Annotated[float, Field(ge=0, lt=1)] = 0.999
     # 0 = the plain-GAN ablation for that kind of code: no information term of that kind
     # reaches G or D's body (real_info and lambda_cat_warped go with lambda_cat,
-    # lambda_cont_roles with lambda_cont); Q's head still learns from G's samples, as a probe.
+    # real_cont_roles with lambda_cont); Q's head still learns from G's samples, as a probe.
     lambda_cat: Annotated[float, Field(ge=0, le=100)] = 1.0
     lambda_cont: Annotated[float, Field(ge=0, le=100)] = 0.1
     # "shared": the information term also trains D's body (the paper's official code);
@@ -110,15 +110,18 @@ class TrainConfig(_Strict):
     # affine warp (rotation, scale, shift): the category must survive changes of slant, size and
     # position, so it cannot settle on them instead of digit identity (no labels used). 0 = off.
     lambda_cat_warped: Annotated[float, Field(ge=0, le=100)] = 0.0
-    # Roles for the first two continuous codes (no labels). The paper's objective leaves the
-    # axes of the continuous code free, so which mixture of slant and width each code takes
-    # varies by seed. With this weight > 0, G's samples are also slanted (horizontal shear) or
-    # stretched horizontally by a known random amount, and Q must read code 0 moved by
-    # shear / roles_shear_per_unit and code 1 unchanged after a slant, code 1 moved by
-    # log-stretch / roles_stretch_per_unit and code 0 unchanged after a stretch. Q thus reads
-    # slant on code 0 and width on code 1, and a code that moved both would blur the other's
-    # reading. Needs latent.continuous >= 2. 0 = off (the paper's objective).
-    lambda_cont_roles: Annotated[float, Field(ge=0, le=100)] = 0.0
+    # Roles for the first two continuous codes: code 0 = slant, code 1 = width (no labels).
+    # The paper's objective leaves the axes of the 2-d continuous code free, so which mixture
+    # of slant and width each code takes varies by seed. With this weight > 0, each real batch
+    # also gives pairs of copies of a real digit, both slanted (horizontal shear) or both
+    # stretched horizontally by known random amounts, and Q's reading of code 0 must differ
+    # between the two by the difference in shear / roles_shear_per_unit (code 1 by the
+    # difference in log-stretch / roles_stretch_per_unit), the other code's reading not at
+    # all. Real digits cannot bend to suit Q as G's samples can, so Q's codes come to mean
+    # slant and width, and G must use them that way to be read. Weight of the squared error
+    # (code units), part of D's step; 0 = off (the paper's objective). Needs
+    # latent.continuous >= 2.
+    real_cont_roles: Annotated[float, Field(ge=0, le=100)] = 0.0
     roles_shear_per_unit: Annotated[float, Field(gt=0, le=2)] = 0.5    # shear per code unit
     roles_stretch_per_unit: Annotated[float, Field(gt=0, le=2)] = 0.25  # log-stretch per code unit
     roles_warp_units: Annotated[float, Field(gt=0, le=2)] = 0.5         # warps up to this many units
@@ -206,8 +209,8 @@ class InfoGANConfig(_Strict):
         if self.model.arch != want:
             raise ValueError(f"model.arch must be '{want}' for {self.data.image_size}x{self.data.image_size} data "
                              f"(dataset {self.data.dataset!r}), got {self.model.arch!r}")
-        if self.train.lambda_cont_roles > 0 and self.latent.continuous < 2:
-            raise ValueError(f"train.lambda_cont_roles > 0 needs latent.continuous >= 2 (code 0 = slant, "
+        if self.train.real_cont_roles > 0 and self.latent.continuous < 2:
+            raise ValueError(f"train.real_cont_roles > 0 needs latent.continuous >= 2 (code 0 = slant, "
                              f"code 1 = width), got {self.latent.continuous}; set it to 0 or add codes")
         return self
 

@@ -150,20 +150,27 @@ class Trainer:
         return ((terms.cat_nll if tc.lambda_cat == 0 else zero)
                 + (terms.cont_nll if tc.lambda_cont == 0 else zero))
 
-    def _continuous_roles(self, fake: torch.Tensor, codes) -> torch.Tensor:
-        """Continuous NLL of codes 0 and 1 on G's samples, half slanted and half stretched by a
-        known amount, against the codes shifted by that amount (TrainConfig.lambda_cont_roles)."""
+    def _real_continuous_roles(self, real: torch.Tensor) -> torch.Tensor:
+        """Half the real batch, two views each: both slanted (first half) or both stretched by
+        known random amounts; squared error of the change in Q's codes 0 and 1 between the views
+        against the change in slant and stretch, in code units (TrainConfig.real_cont_roles).
+        Both views are resampled, so Q cannot tell them apart by blur."""
         tc = self.cfg.train
-        n = fake.shape[0]
-        units = (torch.rand(n, device=fake.device) * 2 - 1) * tc.roles_warp_units
-        slanted = torch.arange(n, device=fake.device) < n // 2
+        x = real[: max(2, real.shape[0] // 2)]
+        n, dev = x.shape[0], x.device
+        units = (torch.rand(2, n, device=dev) * 2 - 1) * tc.roles_warp_units
+        slanted = (torch.arange(n, device=dev) < n // 2).expand(2, n)
         none = torch.zeros_like(units)
         slant_units, stretch_units = torch.where(slanted, units, none), torch.where(slanted, none, units)
-        warped = losses.slant_stretch(fake, slant_units * tc.roles_shear_per_unit,
-                                      stretch_units * tc.roles_stretch_per_unit)
-        target = codes.cont[:, :2] + torch.stack([slant_units, stretch_units], 1)
-        q = self.D.q_head(self._body(warped))
-        return losses.continuous_nll_per_code(self.spec, q, target, codes=2).sum()
+        views = losses.slant_stretch(x.repeat(2, 1, 1, 1), slant_units.flatten() * tc.roles_shear_per_unit,
+                                     stretch_units.flatten() * tc.roles_stretch_per_unit)
+        h = self._body(views)
+        if tc.info_grad != "shared":
+            h = h.detach()
+        _, mean, _ = self.spec.split_q(self.D.q_head(h).float())
+        change = mean[:, :2].unflatten(0, (2, n)).diff(dim=0).squeeze(0)
+        target = torch.stack([slant_units[1] - slant_units[0], stretch_units[1] - stretch_units[0]], 1)
+        return ((change - target) ** 2).mean(0).sum()
 
     def train_step(self, real: torch.Tensor) -> torch.Tensor:
         tc, spec, body = self.cfg.train, self.spec, self._body
@@ -195,6 +202,8 @@ class Trainer:
                         spec, self.D.q_head(h_for_q), self.D.q_head(h_warped))
                 else:
                     loss_d = loss_d + tc.real_info * losses.real_code_entropy_gap(spec, self.D.q_head(h_for_q))
+            if tc.real_cont_roles > 0 and tc.lambda_cont > 0:
+                loss_d = loss_d + tc.real_cont_roles * self._real_continuous_roles(real)
             if tc.lambda_cat == 0 or tc.lambda_cont == 0:
                 loss_d = loss_d + self._probe(losses.info_nll(spec, self.D.q_head(h_fake.detach()), codes))
         loss_d.backward()
@@ -215,8 +224,6 @@ class Trainer:
                     warped = losses.random_stroke(warped)
                 warped_terms = losses.info_nll(spec, self.D.q_head(body(warped)), codes)
                 loss_g = loss_g + tc.lambda_cat_warped * warped_terms.cat_nll
-            if tc.lambda_cont_roles > 0 and tc.lambda_cont > 0:
-                loss_g = loss_g + tc.lambda_cont_roles * self._continuous_roles(fake, codes)
         loss_g.backward()
         if self.dist.enabled:
             distributed.average_gradients(list(self.G.parameters()) + list(self.D.q_head.parameters()),
