@@ -173,17 +173,6 @@ def test_width_ignores_slant_and_follows_horizontal_stretch():
     assert np.allclose(stretched["width"] / stretched["width"][1], np.exp([-0.2, 0.0, 0.2]), rtol=0.05)
 
 
-def test_continuous_nll_per_code_known_values():
-    spec = LatentSpec(noise_dim=2, categorical=(), continuous=3)
-    target = torch.tensor([[0.5, -0.5, 0.0], [0.2, 0.1, 1.0]])
-    q_out = torch.cat([target, torch.zeros(2, 3)], 1)  # means = targets, log-std 0
-    half_log_2pi = 0.5 * math.log(2 * math.pi)
-    assert torch.allclose(losses.continuous_nll_per_code(spec, q_out, target), torch.full((3,), half_log_2pi))
-    # Only the first two codes, each one unit off: + 1/2 nat each.
-    nll = losses.continuous_nll_per_code(spec, q_out, target[:, :2] + 1, codes=2)
-    assert nll.shape == (2,) and torch.allclose(nll, torch.full((2,), half_log_2pi + 0.5))
-
-
 def test_paired_code_information_gap_known_values():
     from infogan.losses import paired_code_information_gap
 

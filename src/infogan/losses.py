@@ -36,22 +36,16 @@ class InfoTerms:
 
 
 def info_nll(spec: LatentSpec, q_out: torch.Tensor, codes: LatentBatch) -> InfoTerms:
-    logits, _, _ = spec.split_q(q_out.float())
+    logits, mean, log_std = spec.split_q(q_out.float())
     zero = q_out.new_zeros((), dtype=torch.float32)
     cat = sum((F.cross_entropy(lg, codes.cat[:, i]) for i, lg in enumerate(logits)), zero)
-    cont = continuous_nll_per_code(spec, q_out, codes.cont).sum() if spec.continuous else zero
+    if spec.continuous:
+        log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+        z = (codes.cont - mean) * torch.exp(-log_std)
+        cont = (_HALF_LOG_2PI + log_std + 0.5 * z * z).mean(0).sum()
+    else:
+        cont = zero
     return InfoTerms(cat, cont)
-
-
-def continuous_nll_per_code(spec: LatentSpec, q_out: torch.Tensor, target: torch.Tensor,
-                            codes: int | None = None) -> torch.Tensor:
-    """Mean Gaussian NLL (nats) of the first ``codes`` continuous codes (all by default) against
-    ``target`` (N, codes); shape (codes,)."""
-    _, mean, log_std = spec.split_q(q_out.float())
-    mean, log_std = mean[:, :codes], log_std[:, :codes]
-    log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
-    z = (target - mean) * torch.exp(-log_std)
-    return (_HALF_LOG_2PI + log_std + 0.5 * z * z).mean(0)
 
 
 def mutual_info_lower_bound(spec: LatentSpec, terms: InfoTerms) -> tuple[float, float]:
