@@ -181,6 +181,33 @@ def test_bentoml_build_makes_a_bento_with_the_model(packaged_model):
     assert (bento / "src" / "src" / "infogan" / "nets.py").is_file()
 
 
+def test_package_reuses_the_identical_latest_version_and_only_that(packaged_model, tmp_path):
+    """Re-running the package stage on the same selection leaves one version in the store;
+    a different selection makes a new one. (In a copy, so the session's store stays as is.)"""
+    project = tmp_path / "project"
+    shutil.copytree(packaged_model["project"], project)
+    env = service_env(project / "bentoml")
+    again = "from infogan import cli; assert cli.main(['package']) == 0"
+
+    def package_tags() -> tuple[dict, list[str]]:
+        proc = subprocess.run([sys.executable, "-c", again], cwd=project, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        record = json.loads((project / "models/package.json").read_text())
+        versions = sorted(p.parent.name for p in (project / "bentoml/models/infogan-generator").glob("*/model.yaml"))
+        return record, versions
+
+    record, versions = package_tags()
+    assert record["tag"] == packaged_model["tag"] and len(versions) == 1
+    assert record["metadata"] == packaged_model["metadata"]
+    selection_file = project / "models/selected/selection.json"
+    selection = json.loads(selection_file.read_text())
+    selection["metrics"]["accuracy"] = 0.5
+    selection_file.write_text(json.dumps(selection))
+    record, versions = package_tags()
+    assert record["tag"] != packaged_model["tag"] and len(versions) == 2
+
+
 def hadolint_binary() -> str | None:
     local = Path(sys.executable).with_name("hadolint")
     return str(local) if local.is_file() else shutil.which("hadolint")

@@ -19,9 +19,14 @@ import torch
 ATTRIBUTES = ("rotation", "thickness", "width")
 
 
-def measure(images: torch.Tensor) -> dict[str, np.ndarray]:
-    """images: (N, 1, H, W) in [-1, 1] (or (N, C, H, W): channels are averaged)."""
-    x = ((images.detach().float().cpu().mean(1) + 1) / 2).clamp(0, 1)  # ink in [0, 1]
+def ink(images: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) in [-1, 1] -> (N, H, W) ink in [0, 1] (channels averaged)."""
+    return ((images.detach().float().cpu().mean(1) + 1) / 2).clamp(0, 1)
+
+
+def second_moments(x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Ink mass and central second moments (pixels^2) of (N, H, W) ink images. ``shear`` is
+    the slope of x on y, positive for a right-leaning digit (what deskewing undoes)."""
     n, h, w = x.shape
     ys = torch.arange(h, dtype=torch.float32).view(1, h, 1)
     xs = torch.arange(w, dtype=torch.float32).view(1, 1, w)
@@ -33,11 +38,19 @@ def measure(images: torch.Tensor) -> dict[str, np.ndarray]:
     cxx = (x * dx * dx).sum((1, 2)) / mass
     cxy = (x * dx * dy).sum((1, 2)) / mass
     # Rows grow downwards, so a right-leaning stroke has cxy < 0.
+    return {"mass": mass, "cxx": cxx, "cxy": cxy, "cyy": cyy, "shear": -cxy / cyy.clamp_min(1e-6)}
+
+
+def measure(images: torch.Tensor) -> dict[str, np.ndarray]:
+    """images: (N, 1, H, W) in [-1, 1] (or (N, C, H, W): channels are averaged)."""
+    x = ink(images)
+    m = second_moments(x)
+    cxx, cxy, cyy = m["cxx"], m["cxy"], m["cyy"]
     rotation = torch.rad2deg(-0.5 * torch.atan2(2 * cxy, cyy - cxx))
     width = 4 * torch.sqrt((cxx - cxy * cxy / cyy.clamp_min(1e-6)).clamp_min(0))
-    ink = (x > 0.5).float()
-    area = ink.sum((1, 2))
-    padded = torch.nn.functional.pad(ink, (1, 1, 1, 1))
+    binary = (x > 0.5).float()
+    area = binary.sum((1, 2))
+    padded = torch.nn.functional.pad(binary, (1, 1, 1, 1))
     perimeter = ((padded[:, 1:, :] != padded[:, :-1, :]).float().sum((1, 2))
                  + (padded[:, :, 1:] != padded[:, :, :-1]).float().sum((1, 2)))
     thickness = 2 * area / perimeter.clamp_min(1)

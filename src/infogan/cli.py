@@ -133,7 +133,7 @@ def package(params: str = "params.yaml", selection_dir: str = "models/selected",
 
     pc = load_pipeline_config(params)
     record = package_generator(pc.package, selection_dir, params=read_params(params), record_path=record)
-    print(f"[package] saved {record['tag']} to the BentoML store ({record['bentoml_home']}) "
+    print(f"[package] {record['tag']} is in the BentoML store ({record['bentoml_home']}) "
           f"and exported {record['export_path']}")
     return record
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -61,6 +60,25 @@ def headline(metrics: dict) -> dict:
     return out
 
 
+def _same_as_latest(bentoml, name: str, metadata: dict, files: dict[str, bytes]):
+    """The store's newest ``name`` model when it already holds exactly these files and
+    figures (provenance aside), else None: re-running the stage must not pile up identical
+    versions, and only the newest may be reused, since the service's default is ``:latest``."""
+    try:
+        latest = bentoml.models.get(f"{name}:latest")
+    except bentoml.exceptions.NotFound:
+        return None
+    provenance = ("git_revision",)
+    stored = {k: v for k, v in latest.info.metadata.items() if k not in provenance}
+    if stored != {k: v for k, v in metadata.items() if k not in provenance}:
+        return None
+    for file, content in files.items():
+        path = Path(latest.path_of(file))
+        if not path.is_file() or path.read_bytes() != content:
+            return None
+    return latest
+
+
 def package(pc: PackageConfig, selection_dir: str | Path, params: dict | None = None,
             record_path: str | Path = "models/package.json") -> dict:
     import bentoml
@@ -78,11 +96,19 @@ def package(pc: PackageConfig, selection_dir: str | Path, params: dict | None = 
                 "selection_value": winner["value"], "epoch": winner.get("epoch"), "git_revision": revision,
                 "checkpoint_sha256": winner["checkpoint_sha256"], **headline(metrics)}
     metadata = {k: v for k, v in metadata.items() if v is not None}
-    with bentoml.models.create(pc.model_name, labels=labels, metadata=metadata) as ref:
-        shutil.copyfile(selection_dir / GENERATOR_FILE, ref.path_of(GENERATOR_FILE))
-        Path(ref.path_of("selection.json")).write_text(json.dumps(selection, indent=2))
-        Path(ref.path_of("metrics.json")).write_text(json.dumps(metrics, indent=2))
-        Path(ref.path_of("params.json")).write_text(json.dumps(params or {}, indent=2))
+    files = {GENERATOR_FILE: (selection_dir / GENERATOR_FILE).read_bytes(),
+             "selection.json": json.dumps(selection, indent=2).encode(),
+             "metrics.json": json.dumps(metrics, indent=2).encode(),
+             "params.json": json.dumps(params or {}, indent=2).encode()}
+    ref = _same_as_latest(bentoml, pc.model_name, metadata, files)
+    if ref is None:
+        with bentoml.models.create(pc.model_name, labels=labels, metadata=metadata) as ref:
+            for file, content in files.items():
+                Path(ref.path_of(file)).write_bytes(content)
+    else:  # the record describes what the store holds, provenance included
+        labels, metadata = dict(ref.info.labels), dict(ref.info.metadata)
+        print(f"[package] the newest {pc.model_name} ({ref.tag}) already holds this generator, selection, "
+              "metrics and params: reusing it")
     tag = str(ref.tag)
     export = Path(pc.export_path)
     export.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,120 @@
+"""Why a slant code also changes width: the data's own slant-width relation, and what a
+checkpoint's codes do and what Q reads of it. Writes JSON.
+
+    python bench/continuous_codes.py --data ../shared/datasets/mnist \
+        --checkpoint runs/mnist/checkpoint.pt --out bench/results/continuous_codes.json
+
+- ``real``: slope (and r) of deskewed log-width on shear (x on y, positive = leaning right)
+  over the first --real-images training digits, overall and within each class.
+- ``codes``: per continuous code, the change per code unit (sweeps over [-1, 1], other
+  continuous codes 0, --rows random latents) of shear, log-width, log-height, log-ink, and of
+  Q's mean readings of codes 0 and 1; then ``ideal_warps``: Q's readings per unit of a pure
+  shear (roles_shear_per_unit) and a pure horizontal stretch (roles_stretch_per_unit) of G's
+  samples at code 0. If Q read G's width as it reads a stretch, code 0's change in Q's code-1
+  reading would be about log_width / roles_stretch_per_unit * (Q1 per unit of stretch).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from infogan import losses
+from infogan.attributes import ink, second_moments
+from infogan.config import TrainConfig
+from infogan.data import load_idx_folder
+from infogan.evaluate import generate, rebuild
+from infogan.io import atomic_write_json
+from infogan.latent import LatentBatch
+
+
+def log_shape(x: torch.Tensor) -> dict[str, torch.Tensor]:
+    m = second_moments(x)
+    residual = (m["cxx"] - m["cxy"] ** 2 / m["cyy"].clamp_min(1e-6)).clamp_min(1e-6)
+    return {"shear": m["shear"], "log_width": 0.5 * residual.log(), "log_height": 0.5 * m["cyy"].log(),
+            "log_ink": m["mass"].log()}
+
+
+def slope(x: torch.Tensor, y: torch.Tensor) -> float:
+    x, y = x.double() - x.double().mean(), y.double() - y.double().mean()
+    return float((x * y).sum() / (x * x).sum())
+
+
+def real_relation(folder: Path, n: int) -> dict:
+    data = load_idx_folder(folder, "mnist")
+    x, labels = data["train_images"][:n].float() / 255, data["train_labels"][:n]
+    s = log_shape(x)
+    out = {"images": int(x.shape[0]),
+           "overall": {"slope": slope(s["shear"], s["log_width"]),
+                       "r": float(np.corrcoef(s["shear"], s["log_width"])[0, 1])}}
+    centred_shear, centred_width, per_class = [], [], {}
+    for k in labels.unique().tolist():
+        sel = labels == k
+        sh, lw = s["shear"][sel], s["log_width"][sel]
+        per_class[str(k)] = {"slope": slope(sh, lw), "r": float(np.corrcoef(sh, lw)[0, 1])}
+        centred_shear.append(sh - sh.mean())
+        centred_width.append(lw - lw.mean())
+    sh, lw = torch.cat(centred_shear), torch.cat(centred_width)
+    out["within_class"] = {"slope": slope(sh, lw), "r": float(np.corrcoef(sh, lw)[0, 1]), "per_class": per_class}
+    return out
+
+
+@torch.no_grad()
+def code_effects(checkpoint: Path, rows: int, steps: int, seed: int) -> dict:
+    ckpt = torch.load(checkpoint, weights_only=True, map_location="cpu")
+    g, d, spec = rebuild(ckpt, torch.device("cpu"))
+    roles = TrainConfig(**{k: v for k, v in ckpt["config"]["train"].items()
+                           if k in ("roles_shear_per_unit", "roles_stretch_per_unit")})
+    base = spec.sample(rows, torch.Generator().manual_seed(seed))
+    values = torch.linspace(-1, 1, steps)
+
+    def per_unit(series: torch.Tensor) -> float:  # mean over rows of the slope along the sweep
+        a = series.reshape(rows, steps).double()
+        v = values.double() - values.double().mean()
+        return float(((a - a.mean(1, keepdim=True)) * v).sum(1).mean() / (v * v).sum())
+
+    def readings(images: torch.Tensor) -> dict[str, float]:
+        _, mean, _ = spec.split_q(d(images)[1].float())
+        return {f"q_code{j}": per_unit(mean[:, j]) for j in range(min(2, spec.continuous))}
+
+    codes = {}
+    for j in range(spec.continuous):
+        cont = torch.zeros(rows * steps, spec.continuous)
+        cont[:, j] = values.repeat(rows)
+        images = generate(g, spec, LatentBatch(base.z.repeat_interleave(steps, 0),
+                                               base.cat.repeat_interleave(steps, 0), cont), "cpu")
+        shape = {k: per_unit(v) for k, v in log_shape(ink(images)).items()}
+        codes[f"cont{j}"] = {**shape, **readings(images)}
+        if j == 0:
+            at_zero = images.view(rows, steps, *images.shape[1:])[:, steps // 2].repeat_interleave(steps, 0)
+            sweep, none = values.repeat(rows), torch.zeros(rows * steps)
+            codes["ideal_warps"] = {
+                "shear": readings(losses.slant_stretch(at_zero, sweep * roles.roles_shear_per_unit, none)),
+                "stretch": readings(losses.slant_stretch(at_zero, none, sweep * roles.roles_stretch_per_unit)),
+                "roles_shear_per_unit": roles.roles_shear_per_unit,
+                "roles_stretch_per_unit": roles.roles_stretch_per_unit}
+    return {"checkpoint": str(checkpoint), "epoch": ckpt.get("epoch"), "rows": rows, "steps": steps, "codes": codes}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, required=True, help="folder with the MNIST IDX files")
+    ap.add_argument("--checkpoint", type=Path, action="append", default=[], help="repeatable")
+    ap.add_argument("--real-images", type=int, default=20000)
+    ap.add_argument("--rows", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=9)
+    ap.add_argument("--seed", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=Path("bench/results/continuous_codes.json"))
+    args = ap.parse_args()
+    result = {"machine": platform.node(), "real": real_relation(args.data, args.real_images),
+              "checkpoints": [code_effects(c, args.rows, args.steps, args.seed) for c in args.checkpoint]}
+    atomic_write_json(args.out, result)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+import json
+import subprocess
+import sys
+
+from infogan import cli
+
+from .conftest import ROOT, shared_dataset
+
+
+def test_continuous_codes_bench_writes_real_relation_and_code_effects(tiny_project):
+    """bench/continuous_codes.py on real MNIST files and a real (tiny) checkpoint."""
+    cli.prepare()
+    cli.train(experiment="mnist", runs_dir="runs")
+    out = tiny_project / "cc.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench/continuous_codes.py"), "--data",
+                           str(shared_dataset("mnist")), "--checkpoint", "runs/mnist/checkpoint.pt",
+                           "--real-images", "2000", "--rows", "4", "--steps", "5", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    real = result["real"]
+    assert real["images"] == 2000 and sorted(real["within_class"]["per_class"]) == [str(k) for k in range(10)]
+    assert -1 <= real["overall"]["r"] <= 1
+    (effects,) = result["checkpoints"]
+    assert effects["epoch"] == 2 and set(effects["codes"]) == {"cont0", "cont1", "ideal_warps"}
+    warps = effects["codes"]["ideal_warps"]
+    assert set(warps["shear"]) == {"q_code0", "q_code1"} and warps["roles_stretch_per_unit"] == 0.25
+    for key in ("shear", "log_width", "log_height", "log_ink", "q_code0", "q_code1"):
+        assert isinstance(effects["codes"]["cont1"][key], float)
