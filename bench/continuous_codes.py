@@ -27,15 +27,14 @@ from infogan import losses
 from infogan.attributes import ink, second_moments
 from infogan.config import TrainConfig
 from infogan.data import load_idx_folder
-from infogan.evaluate import generate, rebuild
+from infogan.evaluate import code_sweep, generate, rebuild
 from infogan.io import atomic_write_json
-from infogan.latent import LatentBatch
 
 
 def log_shape(x: torch.Tensor) -> dict[str, torch.Tensor]:
     m = second_moments(x)
-    residual = (m["cxx"] - m["cxy"] ** 2 / m["cyy"].clamp_min(1e-6)).clamp_min(1e-6)
-    return {"shear": m["shear"], "log_width": 0.5 * residual.log(), "log_height": 0.5 * m["cyy"].log(),
+    return {"shear": m["shear"], "log_width": 0.5 * m["deskewed_cxx"].clamp_min(1e-6).log(),
+            "log_height": 0.5 * m["cyy"].log(),
             "log_ink": m["mass"].log()}
 
 
@@ -74,8 +73,7 @@ def code_effects(checkpoint: Path, rows: int, steps: int, seed: int) -> dict:
 
     def per_unit(series: torch.Tensor) -> float:  # mean over rows of the slope along the sweep
         a = series.reshape(rows, steps).double()
-        v = values.double() - values.double().mean()
-        return float(((a - a.mean(1, keepdim=True)) * v).sum(1).mean() / (v * v).sum())
+        return slope(values.repeat(rows), (a - a.mean(1, keepdim=True)).flatten())
 
     def readings(images: torch.Tensor) -> dict[str, float]:
         _, mean, _ = spec.split_q(d(images)[1].float())
@@ -83,10 +81,7 @@ def code_effects(checkpoint: Path, rows: int, steps: int, seed: int) -> dict:
 
     codes = {}
     for j in range(spec.continuous):
-        cont = torch.zeros(rows * steps, spec.continuous)
-        cont[:, j] = values.repeat(rows)
-        images = generate(g, spec, LatentBatch(base.z.repeat_interleave(steps, 0),
-                                               base.cat.repeat_interleave(steps, 0), cont), "cpu")
+        images = generate(g, spec, code_sweep(spec, base, j, values), "cpu")
         shape = {k: per_unit(v) for k, v in log_shape(ink(images)).items()}
         codes[f"cont{j}"] = {**shape, **readings(images)}
         if j == 0:

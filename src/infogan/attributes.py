@@ -26,7 +26,8 @@ def ink(images: torch.Tensor) -> torch.Tensor:
 
 def second_moments(x: torch.Tensor) -> dict[str, torch.Tensor]:
     """Ink mass and central second moments (pixels^2) of (N, H, W) ink images. ``shear`` is
-    the slope of x on y, positive for a right-leaning digit (what deskewing undoes)."""
+    the slope of x on y, positive for a right-leaning digit (what deskewing undoes);
+    ``deskewed_cxx`` the spread of x left once that slant is taken out."""
     n, h, w = x.shape
     ys = torch.arange(h, dtype=torch.float32).view(1, h, 1)
     xs = torch.arange(w, dtype=torch.float32).view(1, 1, w)
@@ -38,7 +39,8 @@ def second_moments(x: torch.Tensor) -> dict[str, torch.Tensor]:
     cxx = (x * dx * dx).sum((1, 2)) / mass
     cxy = (x * dx * dy).sum((1, 2)) / mass
     # Rows grow downwards, so a right-leaning stroke has cxy < 0.
-    return {"mass": mass, "cxx": cxx, "cxy": cxy, "cyy": cyy, "shear": -cxy / cyy.clamp_min(1e-6)}
+    return {"mass": mass, "cxx": cxx, "cxy": cxy, "cyy": cyy, "shear": -cxy / cyy.clamp_min(1e-6),
+            "deskewed_cxx": (cxx - cxy * cxy / cyy.clamp_min(1e-6)).clamp_min(0)}
 
 
 def measure(images: torch.Tensor) -> dict[str, np.ndarray]:
@@ -47,7 +49,7 @@ def measure(images: torch.Tensor) -> dict[str, np.ndarray]:
     m = second_moments(x)
     cxx, cxy, cyy = m["cxx"], m["cxy"], m["cyy"]
     rotation = torch.rad2deg(-0.5 * torch.atan2(2 * cxy, cyy - cxx))
-    width = 4 * torch.sqrt((cxx - cxy * cxy / cyy.clamp_min(1e-6)).clamp_min(0))
+    width = 4 * torch.sqrt(m["deskewed_cxx"])
     binary = (x > 0.5).float()
     area = binary.sum((1, 2))
     padded = torch.nn.functional.pad(binary, (1, 1, 1, 1))

@@ -71,6 +71,15 @@ def information(g, d, spec: LatentSpec, n: int, seed: int, device, batch: int) -
             "mi_cont": mi_cont, "h_cont": spec.entropy_continuous}
 
 
+def code_sweep(spec: LatentSpec, base: LatentBatch, code: int, values: torch.Tensor) -> LatentBatch:
+    """Each latent of ``base`` repeated len(values) times, continuous ``code`` swept over
+    ``values`` and the other continuous codes at 0 (rows of the sweep stay together)."""
+    steps = len(values)
+    cont = torch.zeros(len(base) * steps, spec.continuous)
+    cont[:, code] = values.repeat(len(base))
+    return LatentBatch(base.z.repeat_interleave(steps, 0), base.cat.repeat_interleave(steps, 0), cont)
+
+
 def continuous_code_effects(g, spec: LatentSpec, rows: int, steps: int, span: float, seed: int,
                             device) -> dict[str, dict[str, float]]:
     """For each continuous code: sweep it over [-span, span] for ``rows`` random latents
@@ -80,12 +89,9 @@ def continuous_code_effects(g, spec: LatentSpec, rows: int, steps: int, span: fl
     values = torch.linspace(-span, span, steps)
     table = {}
     for j in range(spec.continuous):
-        z = base.z.repeat_interleave(steps, 0)
-        cat = base.cat.repeat_interleave(steps, 0)
-        cont = torch.zeros(rows * steps, spec.continuous)
-        cont[:, j] = values.repeat(rows)
-        attrs = measure(generate(g, spec, LatentBatch(z, cat, cont), device))
-        code_values = cont[:, j].numpy()
+        latents = code_sweep(spec, base, j, values)
+        attrs = measure(generate(g, spec, latents, device))
+        code_values = latents.cont[:, j].numpy()
         table[f"cont{j}"] = {a: within_row_correlation(code_values, attrs[a], rows) for a in ATTRIBUTES}
     return table
 
