@@ -59,12 +59,33 @@ def measure(images: torch.Tensor) -> dict[str, np.ndarray]:
     return {"rotation": rotation.numpy(), "thickness": thickness.numpy(), "width": width.numpy()}
 
 
-def within_row_correlation(values: np.ndarray, attribute: np.ndarray, rows: int) -> float:
-    """Pearson correlation of a code value with an attribute after removing each row's
-    mean: rows differ in noise and other codes, and only the change along the code counts."""
-    v = values.reshape(rows, -1)
+def _row_sums(values: np.ndarray, attribute: np.ndarray, rows: int) -> np.ndarray:
+    """(rows, 3): per row, sums of v*a, v*v, a*a after removing the row's means."""
+    v = values.reshape(rows, -1).astype(np.float64)
     a = attribute.reshape(rows, -1).astype(np.float64)
     v = v - v.mean(1, keepdims=True)
     a = a - a.mean(1, keepdims=True)
-    denom = np.sqrt((v * v).sum() * (a * a).sum())
-    return float((v * a).sum() / denom) if denom > 0 else 0.0
+    return np.stack([(v * a).sum(1), (v * v).sum(1), (a * a).sum(1)], 1)
+
+
+def _correlation(va, vv, aa):
+    denom = np.sqrt(vv * aa)
+    return np.divide(va, denom, out=np.zeros_like(va), where=denom > 0)
+
+
+def within_row_correlation(values: np.ndarray, attribute: np.ndarray, rows: int) -> float:
+    """Pearson correlation of a code value with an attribute after removing each row's
+    mean: rows differ in noise and other codes, and only the change along the code counts."""
+    return float(_correlation(*_row_sums(values, attribute, rows).sum(0)))
+
+
+def within_row_correlation_interval(values: np.ndarray, attribute: np.ndarray, rows: int,
+                                    resamples: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``within_row_correlation`` over rows (latents drawn
+    with replacement): how far the figure could move with another draw of latents."""
+    per_row = _row_sums(values, attribute, rows)
+    picks = np.random.default_rng(seed).integers(0, rows, size=(resamples, rows))
+    r = _correlation(*per_row[picks].sum(1).T)
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(r, [tail, 100 - tail])
+    return float(lo), float(hi)
