@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from infogan import losses
-from infogan.attributes import measure, within_row_correlation
+from infogan.attributes import measure, within_row_correlation, within_row_correlation_interval
 from infogan.latent import LatentBatch, LatentSpec
 from infogan.metrics import hungarian_accuracy, normalized_mutual_info
 
@@ -115,6 +115,53 @@ def test_attributes_track_rotation_and_thickness():
     assert np.all(np.diff(thick) > 0.5)
     values = np.tile(np.array([1.0, 2.0, 3.0]), 2)
     assert within_row_correlation(values, values * 5 + np.repeat([0.0, 100.0], 3), 2) == pytest.approx(1.0)
+
+
+def test_within_row_correlation_and_its_bootstrap_interval():
+    """Rows with their own offsets: the offsets do not count; a weak true effect under noise
+    gets an interval around its estimate that narrows with more rows; an unrelated attribute's
+    interval straddles 0."""
+    rng = np.random.default_rng(0)
+    steps = np.linspace(-1, 1, 9)
+
+    def sweep(rows, slope):
+        values = np.tile(steps, rows)
+        attribute = np.repeat(rng.normal(0, 10, rows), 9) + slope * values + rng.normal(0, 1, rows * 9)
+        return values, attribute
+
+    values, attribute = sweep(200, 0.0)
+    assert abs(within_row_correlation(values, np.repeat(np.arange(200.0), 9) + 2 * values, 200) - 1) < 1e-9
+    r = within_row_correlation(values, attribute, 200)
+    lo, hi = within_row_correlation_interval(values, attribute, 200)
+    assert lo < 0 < hi and lo <= r <= hi
+    widths = []
+    for rows in (200, 2000):
+        values, attribute = sweep(rows, 0.5)
+        r = within_row_correlation(values, attribute, rows)
+        lo, hi = within_row_correlation_interval(values, attribute, rows)
+        true_r = 0.5 * steps.std() / math.sqrt((0.5 * steps.std()) ** 2 + 8 / 9)  # noise left after centring
+        assert lo <= r <= hi and lo < true_r < hi
+        widths.append(hi - lo)
+    assert widths[1] < 0.5 * widths[0]  # ~ 1/sqrt(rows)
+    assert within_row_correlation_interval(values, attribute, 2000) == within_row_correlation_interval(values, attribute, 2000)
+
+
+def test_code_roles_bar_at_the_estimate_and_across_the_interval():
+    from infogan.evaluate import code_roles
+
+    table = {"cont0": {"rotation": -0.9, "thickness": 0.1, "width": 0.25},
+             "cont1": {"rotation": 0.01, "thickness": 0.3, "width": 0.85}}
+    tight = {c: {a: {"lo": r - 0.02, "hi": r + 0.02} for a, r in attrs.items()} for c, attrs in table.items()}
+    roles = code_roles(table, tight)
+    assert (roles["rotation_code"], roles["shape_code"], roles["shape_attribute"]) == ("cont0", "cont1", "width")
+    assert roles["meets_bar"] and roles["meets_bar_across_interval"]
+    assert roles["interval95"]["rotation_r"] == pytest.approx({"lo": 0.88, "hi": 0.92})
+    assert roles["interval95"]["shape_cross_r"] == pytest.approx({"lo": 0.0, "hi": 0.03})  # straddles 0
+    wide = {c: {a: {"lo": r - 0.1, "hi": r + 0.1} for a, r in attrs.items()} for c, attrs in table.items()}
+    roles = code_roles(table, wide)
+    assert roles["meets_bar"] and not roles["meets_bar_across_interval"]  # 0.25 + 0.1 > 0.3
+    table["cont0"]["width"] = 0.35
+    assert not code_roles(table)["meets_bar"] and "interval95" not in code_roles(table)
 
 
 def test_frechet_distance_and_prdc_known_values():
