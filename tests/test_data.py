@@ -39,6 +39,17 @@ def test_prepare_writes_uint8_tensors_and_raw_files_work(tmp_path):
     assert split["images"].dtype == torch.uint8 and split["images"].shape == (1000, 1, 28, 28)
 
 
+def test_commands_use_the_configured_subset_of_prepared_data(tmp_path):
+    data.prepare(_cfg(tmp_path, shared_dataset("mnist"), train_subset=1000, test_subset=300))
+    smaller = data.load_split(_cfg(tmp_path, shared_dataset("mnist"), train_subset=200), "train")
+    prepared = torch.load(tmp_path / "prepared" / "mnist" / "train.pt", weights_only=True)
+    assert torch.equal(smaller.images, prepared["images"][:200]) and torch.equal(smaller.labels, prepared["labels"][:200])
+    with pytest.raises(data.DataError, match=r"holds 1000 train images but data.train_subset asks for 5000"):
+        data.load_split(_cfg(tmp_path, shared_dataset("mnist"), train_subset=5000), "train")
+    with pytest.raises(data.DataError, match=r"holds 300 test images, a subset, but data.test_subset is unset"):
+        data.load_split(_cfg(tmp_path, shared_dataset("mnist"), train_subset=1000), "test")
+
+
 def test_missing_files_say_where_to_put_them(tmp_path):
     with pytest.raises(data.DataError) as info:
         data.prepare(_cfg(tmp_path, tmp_path / "nowhere"))

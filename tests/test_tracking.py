@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from infogan import cli, tracking
 from infogan.config import WandbConfig
@@ -112,12 +113,19 @@ def offline(wandb_in_tmp, monkeypatch):
     return wandb_in_tmp
 
 
-SMALL = ["train.log_every=1"]  # with SUBSET: 2 steps per epoch, each one logged
-SUBSET = ["data.train_subset=128", "data.test_subset=200"]
+SMALL = ["train.log_every=1"]  # with 128 training images: 2 steps per epoch, each one logged
+
+
+def use_subset(project: Path, train: int = 128, test: int = 200) -> None:
+    """Every command reads params.yaml, so the subset goes there, not into prepare's overrides."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["data"].update(train_subset=train, test_subset=test)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def test_offline_runs_hold_what_the_dvc_logs_hold(tiny_project, offline):
-    cli.prepare(overrides=SUBSET)
+    use_subset(tiny_project)
+    cli.prepare()
     cli.train(experiment="mnist", stop_after_epochs=1, overrides=SMALL)
     record = json.loads((tiny_project / "runs/mnist/wandb_run.json").read_text())
     cli.train(experiment="mnist", resume=True, overrides=SMALL)  # continues the same W&B run
@@ -193,7 +201,8 @@ def test_offline_runs_hold_what_the_dvc_logs_hold(tiny_project, offline):
 
 def test_disabled_writes_only_the_dvc_logs(tiny_project, wandb_in_tmp, monkeypatch):
     monkeypatch.delenv("WANDB_MODE")
-    cli.prepare(overrides=SUBSET)
+    use_subset(tiny_project)
+    cli.prepare()
     cli.train(experiment="mnist", overrides=["tracking.wandb.mode=disabled", "train.epochs=1", *SMALL])
     run = tiny_project / "runs/mnist"
     assert (run / "logs/steps.tsv").read_text().count("\n") == 3  # header + 2 logged rows

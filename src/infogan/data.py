@@ -332,6 +332,23 @@ class Split:
     labels: torch.Tensor  # int64 (N,), -1 where unlabelled
 
 
+def subset_count(cfg_data, split: str, prepared: int, where: Path) -> int:
+    """How many of the ``prepared`` items the config uses: its ``data.<split>_subset``, else all.
+    Prepared data is shared by every command, so one prepared under other subset settings would
+    otherwise be trained or scored on in silence."""
+    subset = cfg_data.train_subset if split == "train" else cfg_data.test_subset
+    rerun = "run `python -m infogan prepare` with the same data settings"
+    if subset is None:
+        full = EXPECTED_COUNTS[split] if cfg_data.dataset in RAW_SHA256 and cfg_data.verify_checksums else None
+        if full is not None and prepared < full:
+            raise DataError(f"{where} holds {prepared} {split} images, a subset, but data.{split}_subset is unset "
+                            f"(all {full}): {rerun}")
+        return prepared
+    if prepared < subset:
+        raise DataError(f"{where} holds {prepared} {split} images but data.{split}_subset asks for {subset}: {rerun}")
+    return subset
+
+
 def load_split(cfg_data, split: str) -> Split | None:
     path = prepared_path(cfg_data) / f"{split}.pt"
     if not path.is_file():
@@ -339,7 +356,8 @@ def load_split(cfg_data, split: str) -> Split | None:
             return None
         raise DataError(f"{path} not found: run `python -m infogan prepare` first")
     blob = torch.load(path, map_location="cpu", weights_only=True)
-    return Split(blob["images"], blob["labels"])
+    keep = subset_count(cfg_data, split, len(blob["images"]), path)
+    return Split(blob["images"][:keep], blob["labels"][:keep])
 
 
 def to_unit_range(images_uint8: torch.Tensor) -> torch.Tensor:
@@ -399,6 +417,7 @@ def training_batches(cfg, device: torch.device):
         return DeviceTensorBatches(split.images, cfg.train.batch_size, device), split.images.shape[1]
     if data.dataset == "image_folder" and (path / "files.txt").is_file():
         paths = [Path(p) for p in (path / "files.txt").read_text().splitlines() if p]
+        paths = paths[:subset_count(data, "train", len(paths), path / "files.txt")]
         return StreamingBatches(ImageFileDataset(paths), cfg.train.batch_size, device, data.num_workers), 3
     if data.dataset == "lsun" and (path / "lsun_root.txt").is_file():
         ds = LsunDataset((path / "lsun_root.txt").read_text().strip(), data.lsun_classes)

@@ -94,18 +94,18 @@ def continuous_code_sweeps(g, spec: LatentSpec, rows: int, steps: int, span: flo
     return sweeps
 
 
-def continuous_code_effects(g, spec: LatentSpec, rows: int, steps: int, span: float, seed: int,
-                            device, intervals: dict | None = None) -> dict[str, dict[str, float]]:
-    """Within-row correlation of each continuous code with each image attribute over a sweep
-    (``continuous_code_sweeps``). Pass a dict as ``intervals`` to have it filled with the
-    same table's 95 % bootstrap intervals over latents."""
-    table = {}
-    for code, (code_values, attrs) in continuous_code_sweeps(g, spec, rows, steps, span, seed, device).items():
-        table[code] = {a: within_row_correlation(code_values, attrs[a], rows) for a in ATTRIBUTES}
-        if intervals is not None:
-            intervals[code] = {a: dict(zip(("lo", "hi"), within_row_correlation_interval(code_values, attrs[a], rows)))
-                               for a in ATTRIBUTES}
-    return table
+def continuous_code_effects(sweeps: dict, rows: int) -> dict[str, dict[str, float]]:
+    """Within-row correlation of each continuous code with each image attribute over
+    ``continuous_code_sweeps``' ``rows`` latents."""
+    return {code: {a: within_row_correlation(values, attrs[a], rows) for a in ATTRIBUTES}
+            for code, (values, attrs) in sweeps.items()}
+
+
+def continuous_code_intervals(sweeps: dict, rows: int) -> dict[str, dict[str, dict[str, float]]]:
+    """The same table's 95 % bootstrap intervals over latents, as {"lo", "hi"} per cell."""
+    return {code: {a: dict(zip(("lo", "hi"), within_row_correlation_interval(values, attrs[a], rows)))
+                   for a in ATTRIBUTES}
+            for code, (values, attrs) in sweeps.items()}
 
 
 # The continuous-code bar: each role's code follows its own attribute at least this well ...
@@ -121,10 +121,14 @@ def _abs_interval(interval: dict[str, float]) -> dict[str, float]:
     return dict(zip(("lo", "hi"), sorted([abs(lo), abs(hi)])))
 
 
+def _meets_bar(own: tuple[float, ...], cross: tuple[float, ...]) -> bool:
+    return bool(min(own) >= ROLE_R_MIN and max(cross) <= CROSS_R_MAX)
+
+
 def code_roles(table: dict[str, dict[str, float]], intervals: dict | None = None) -> dict:
     """Which code tracks rotation, which tracks thickness/width (best one-to-one by |r|),
     and the 2x2 table the paper's claim is judged on; with ``intervals`` (see
-    ``continuous_code_effects``) also each figure's 95 % interval and whether the bar holds
+    ``continuous_code_intervals``) also each figure's 95 % interval and whether the bar holds
     across it, not just at the point estimate."""
     codes = list(table)
     if len(codes) < 2:
@@ -148,16 +152,15 @@ def code_roles(table: dict[str, dict[str, float]], intervals: dict | None = None
         "shape_r": abs(table[shape_code][shape_attr]),
         "shape_cross_r": abs(table[shape_code]["rotation"]),
     }
-    roles["meets_bar"] = bool(min(roles["rotation_r"], roles["shape_r"]) >= ROLE_R_MIN
-                              and max(roles["rotation_cross_r"], roles["shape_cross_r"]) <= CROSS_R_MAX)
+    roles["meets_bar"] = _meets_bar((roles["rotation_r"], roles["shape_r"]),
+                                    (roles["rotation_cross_r"], roles["shape_cross_r"]))
     if intervals is not None:
         cells = {"rotation_r": (rot_code, "rotation"), "rotation_cross_r": (rot_code, shape_attr),
                  "shape_r": (shape_code, shape_attr), "shape_cross_r": (shape_code, "rotation")}
         ci = {key: _abs_interval(intervals[code][attr]) for key, (code, attr) in cells.items()}
         roles["interval95"] = ci
-        roles["meets_bar_across_interval"] = bool(
-            min(ci["rotation_r"]["lo"], ci["shape_r"]["lo"]) >= ROLE_R_MIN
-            and max(ci["rotation_cross_r"]["hi"], ci["shape_cross_r"]["hi"]) <= CROSS_R_MAX)
+        roles["meets_bar_across_interval"] = _meets_bar((ci["rotation_r"]["lo"], ci["shape_r"]["lo"]),
+                                                        (ci["rotation_cross_r"]["hi"], ci["shape_cross_r"]["hi"]))
     return roles
 
 
@@ -211,9 +214,10 @@ def evaluate(cfg: InfoGANConfig, checkpoint: str | Path, out_json: str | Path | 
         result["nmi"] = scores[0]["nmi"]
     result.update(information(g, d, spec, ec.n_samples, ec.seed, device, ec.batch_size))
     if spec.continuous:
-        intervals: dict = {}
-        table = continuous_code_effects(g, spec, ec.traversal_rows, ec.traversal_steps, ec.traversal_range,
-                                        ec.seed + 2, device, intervals)
+        sweeps = continuous_code_sweeps(g, spec, ec.traversal_rows, ec.traversal_steps, ec.traversal_range,
+                                        ec.seed + 2, device)
+        table = continuous_code_effects(sweeps, ec.traversal_rows)
+        intervals = continuous_code_intervals(sweeps, ec.traversal_rows)
         result["continuous"] = table
         result["continuous_interval95"] = intervals
         result["continuous_roles"] = code_roles(table, intervals)
