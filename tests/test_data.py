@@ -46,7 +46,7 @@ def test_commands_use_the_configured_subset_of_prepared_data(tmp_path):
     assert torch.equal(smaller.images, prepared["images"][:200]) and torch.equal(smaller.labels, prepared["labels"][:200])
     with pytest.raises(data.DataError, match=r"holds 1000 train images but data.train_subset asks for 5000"):
         data.load_split(_cfg(tmp_path, shared_dataset("mnist"), train_subset=5000), "train")
-    with pytest.raises(data.DataError, match=r"holds 300 test images, a subset, but data.test_subset is unset"):
+    with pytest.raises(data.DataError, match=r"holds 300 test images but data.test_subset is unset \(all 10000\)"):
         data.load_split(_cfg(tmp_path, shared_dataset("mnist"), train_subset=1000), "test")
 
 
@@ -100,6 +100,10 @@ def test_image_folder_prepares_64px(tmp_path):
     assert data.prepare(cfg.data)["train_count"] == 5
     split = data.load_split(cfg.data, "train")
     assert split.images.shape == (5, 3, 64, 64)
+    # A folder's size is not known in advance: a subset is at most N images, never an error.
+    for subset, count in ((3, 3), (512, 5)):
+        smaller = cfg.data.model_copy(update={"train_subset": subset})
+        assert len(data.load_split(smaller, "train").images) == count
 
 
 @pytest.mark.slow

@@ -333,20 +333,17 @@ class Split:
 
 
 def subset_count(cfg_data, split: str, prepared: int, where: Path) -> int:
-    """How many of the ``prepared`` items the config uses: its ``data.<split>_subset``, else all.
-    Prepared data is shared by every command, so one prepared under other subset settings would
-    otherwise be trained or scored on in silence."""
+    """How many of the ``prepared`` items the config uses: its ``data.<split>_subset`` (at most),
+    else all. Prepared data is shared by every command, so data prepared under other subset
+    settings would otherwise be trained or scored on in silence; where the source's size is
+    known (the IDX datasets), too few prepared images is an error."""
     subset = cfg_data.train_subset if split == "train" else cfg_data.test_subset
+    source = EXPECTED_COUNTS[split] if cfg_data.dataset in RAW_SHA256 and cfg_data.verify_checksums else None
     rerun = "run `python -m infogan prepare` with the same data settings"
-    if subset is None:
-        full = EXPECTED_COUNTS[split] if cfg_data.dataset in RAW_SHA256 and cfg_data.verify_checksums else None
-        if full is not None and prepared < full:
-            raise DataError(f"{where} holds {prepared} {split} images, a subset, but data.{split}_subset is unset "
-                            f"(all {full}): {rerun}")
-        return prepared
-    if prepared < subset:
-        raise DataError(f"{where} holds {prepared} {split} images but data.{split}_subset asks for {subset}: {rerun}")
-    return subset
+    if source is not None and prepared < min(subset or source, source):
+        asked = f"data.{split}_subset asks for {subset}" if subset else f"data.{split}_subset is unset (all {source})"
+        raise DataError(f"{where} holds {prepared} {split} images but {asked}: {rerun}")
+    return prepared if subset is None else min(subset, prepared)
 
 
 def load_split(cfg_data, split: str) -> Split | None:
