@@ -28,6 +28,7 @@ def test_project_params_are_valid_for_every_experiment():
      "image_size must be 28"),
     ({"train": {"real_cont_roles": 1.0}, "latent": {"continuous": 0}}, "train.real_cont_roles",
      "latent.continuous >= 2"),
+    ({"train": {"cont_purity": 1.0}, "latent": {"continuous": 1}}, "train.cont_purity", "latent.continuous >= 2"),
 ])
 def test_bad_params_name_the_key_and_what_is_allowed(raw, key, allowed):
     with pytest.raises(ConfigError) as info:

@@ -220,6 +220,37 @@ def test_width_ignores_slant_and_follows_horizontal_stretch():
     assert np.allclose(stretched["width"] / stretched["width"][1], np.exp([-0.2, 0.0, 0.2]), rtol=0.05)
 
 
+def _blob_generator(spec: LatentSpec, width_per_slant_unit: torch.Tensor, turn_per_width_unit: float):
+    """A stand-in G: an elliptic blob whose log-width follows code 1 (plus ``width_per_slant_unit``
+    times code 0) and whose axis turns with code 0 (plus ``turn_per_width_unit`` rad times code 1)."""
+    ys, xs = torch.meshgrid(torch.arange(28.0) - 13.5, torch.arange(28.0) - 13.5, indexing="ij")
+
+    def generate(latents: torch.Tensor) -> torch.Tensor:
+        slant, width = latents[:, -2], latents[:, -1]
+        angle = (0.3 * slant + turn_per_width_unit * width).view(-1, 1, 1)
+        sx = (2.5 * torch.exp(0.2 * width + width_per_slant_unit * slant)).view(-1, 1, 1)
+        u = xs * torch.cos(angle) - ys * torch.sin(angle)
+        v = xs * torch.sin(angle) + ys * torch.cos(angle)
+        return (2 * torch.exp(-0.5 * ((u / sx) ** 2 + (v / 6.0) ** 2)) - 1).unsqueeze(1)
+    return generate
+
+
+def test_continuous_cross_slopes_measure_each_roles_leak():
+    """Zero for a G whose slant code only turns and whose width code only widens; the planted
+    leaks (log-width per slant unit, radians per width unit) read back, with a gradient."""
+    spec = LatentSpec(noise_dim=4, categorical=[10], continuous=2)
+    torch.manual_seed(0)
+    codes = spec.sample(64)
+    clean = losses.continuous_cross_slopes(_blob_generator(spec, torch.tensor(0.0), 0.0), spec, codes, pairs=64)
+    assert clean.abs().max() < 0.02, clean
+    leak = torch.tensor(0.15, requires_grad=True)
+    slopes = losses.continuous_cross_slopes(_blob_generator(spec, leak, -0.2), spec, codes, pairs=64)
+    assert slopes[0].item() == pytest.approx(0.15, abs=0.03) and slopes[1].item() > 0.03
+    assert slopes[2].item() == pytest.approx(0.2, abs=0.04)  # the angle grows leaning right: -rotation
+    (slopes ** 2).sum().backward()
+    assert leak.grad > 0
+
+
 def test_paired_code_information_gap_known_values():
     from infogan.losses import paired_code_information_gap
 

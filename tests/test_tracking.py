@@ -126,9 +126,10 @@ def use_subset(project: Path, train: int = 128, test: int = 200) -> None:
 def test_offline_runs_hold_what_the_dvc_logs_hold(tiny_project, offline):
     use_subset(tiny_project)
     cli.prepare()
-    cli.train(experiment="mnist", stop_after_epochs=1, overrides=SMALL)
+    purity = ["train.cont_purity=1", "train.cont_purity_from_epoch=2"]  # logged from epoch 2 on
+    cli.train(experiment="mnist", stop_after_epochs=1, overrides=SMALL + purity)
     record = json.loads((tiny_project / "runs/mnist/wandb_run.json").read_text())
-    cli.train(experiment="mnist", resume=True, overrides=SMALL)  # continues the same W&B run
+    cli.train(experiment="mnist", resume=True, overrides=SMALL + purity)  # continues the same W&B run
     assert json.loads((tiny_project / "runs/mnist/wandb_run.json").read_text())["id"] == record["id"]
     cli.evaluate(experiment="mnist", out="metrics/mnist.json", overrides=["evaluate.fid=false"])
     cli.traverse(experiment="mnist")
@@ -164,6 +165,9 @@ def test_offline_runs_hold_what_the_dvc_logs_hold(tiny_project, offline):
     assert [h["epoch/epoch"] for h in sent_epochs] == [1, 2]
     assert [h["epoch/accuracy"] for h in sent_epochs] == [e["accuracy"] for e in epochs]
     assert [h["epoch/nmi"] for h in sent_epochs] == [e["nmi"] for e in epochs]
+    assert "cross_slopes" not in epochs[0] and set(epochs[1]["cross_slopes"]) == {
+        "slant_code_log_width", "slant_code_log_width_sharp", "width_code_angle"}
+    assert sent_epochs[1]["epoch/cross_slopes/width_code_angle"] == epochs[1]["cross_slopes"]["width_code_angle"]
 
     # One progress grid per snapshot epoch (1 and 2), as images of the run.
     assert sum(len(r.media("images")) for r in train) == 2

@@ -19,18 +19,21 @@ import torch
 ATTRIBUTES = ("rotation", "thickness", "width")
 
 
-def ink(images: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) in [-1, 1] -> (N, H, W) ink in [0, 1] (channels averaged)."""
-    return ((images.detach().float().cpu().mean(1) + 1) / 2).clamp(0, 1)
+def ink(images: torch.Tensor, keep_graph: bool = False) -> torch.Tensor:
+    """(N, C, H, W) in [-1, 1] -> (N, H, W) ink in [0, 1] (channels averaged); on the CPU and
+    detached unless ``keep_graph`` (a training loss differentiates through it)."""
+    x = images.float() if keep_graph else images.detach().float().cpu()
+    return ((x.mean(1) + 1) / 2).clamp(0, 1)
 
 
 def second_moments(x: torch.Tensor) -> dict[str, torch.Tensor]:
     """Ink mass and central second moments (pixels^2) of (N, H, W) ink images. ``shear`` is
     the slope of x on y, positive for a right-leaning digit (what deskewing undoes);
-    ``deskewed_cxx`` the spread of x left once that slant is taken out."""
+    ``deskewed_cxx`` the spread of x left once that slant is taken out; ``angle`` the principal
+    axis from vertical in radians, positive leaning right."""
     n, h, w = x.shape
-    ys = torch.arange(h, dtype=torch.float32).view(1, h, 1)
-    xs = torch.arange(w, dtype=torch.float32).view(1, 1, w)
+    ys = torch.arange(h, dtype=torch.float32, device=x.device).view(1, h, 1)
+    xs = torch.arange(w, dtype=torch.float32, device=x.device).view(1, 1, w)
     mass = x.sum((1, 2)).clamp_min(1e-6)
     my = (x * ys).sum((1, 2)) / mass
     mx = (x * xs).sum((1, 2)) / mass
@@ -40,15 +43,15 @@ def second_moments(x: torch.Tensor) -> dict[str, torch.Tensor]:
     cxy = (x * dx * dy).sum((1, 2)) / mass
     # Rows grow downwards, so a right-leaning stroke has cxy < 0.
     return {"mass": mass, "cxx": cxx, "cxy": cxy, "cyy": cyy, "shear": -cxy / cyy.clamp_min(1e-6),
-            "deskewed_cxx": (cxx - cxy * cxy / cyy.clamp_min(1e-6)).clamp_min(0)}
+            "deskewed_cxx": (cxx - cxy * cxy / cyy.clamp_min(1e-6)).clamp_min(0),
+            "angle": -0.5 * torch.atan2(2 * cxy, cyy - cxx)}
 
 
 def measure(images: torch.Tensor) -> dict[str, np.ndarray]:
     """images: (N, 1, H, W) in [-1, 1] (or (N, C, H, W): channels are averaged)."""
     x = ink(images)
     m = second_moments(x)
-    cxx, cxy, cyy = m["cxx"], m["cxy"], m["cyy"]
-    rotation = torch.rad2deg(-0.5 * torch.atan2(2 * cxy, cyy - cxx))
+    rotation = torch.rad2deg(m["angle"])
     width = 4 * torch.sqrt(m["deskewed_cxx"])
     binary = (x > 0.5).float()
     area = binary.sum((1, 2))

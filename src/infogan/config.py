@@ -125,6 +125,14 @@ class TrainConfig(_Strict):
     roles_shear_per_unit: Annotated[float, Field(gt=0, le=2)] = 0.5    # shear per code unit
     roles_stretch_per_unit: Annotated[float, Field(gt=0, le=2)] = 0.25  # log-stretch per code unit
     roles_warp_units: Annotated[float, Field(gt=0, le=2)] = 0.5         # warps up to this many units
+    # Each continuous role, alone (G's step): moving code 0 should leave G's deskewed width as
+    # it is and moving code 1 its principal-axis angle. losses.continuous_cross_slopes measures
+    # both on cont_purity_pairs latents per step (image moments, finite differences); this
+    # weight charges the squares of their batch means, from cont_purity_from_epoch on (after
+    # the codes have formed). 0 = off. Needs latent.continuous >= 2 and lambda_cont > 0.
+    cont_purity: Annotated[float, Field(ge=0, le=1000)] = 0.0
+    cont_purity_from_epoch: Annotated[int, Field(ge=1)] = 2
+    cont_purity_pairs: Annotated[int, Field(ge=2, le=4096)] = 128
     warp_degrees: Annotated[float, Field(ge=0, le=90)] = 25.0
     warp_scale: Annotated[float, Field(ge=0, le=0.5)] = 0.1
     warp_shift: Annotated[float, Field(ge=0, le=0.5)] = 0.08
@@ -209,9 +217,10 @@ class InfoGANConfig(_Strict):
         if self.model.arch != want:
             raise ValueError(f"model.arch must be '{want}' for {self.data.image_size}x{self.data.image_size} data "
                              f"(dataset {self.data.dataset!r}), got {self.model.arch!r}")
-        if self.train.real_cont_roles > 0 and self.latent.continuous < 2:
-            raise ValueError(f"train.real_cont_roles > 0 needs latent.continuous >= 2 (code 0 = slant, "
-                             f"code 1 = width), got {self.latent.continuous}; set it to 0 or add codes")
+        for key in ("real_cont_roles", "cont_purity"):
+            if getattr(self.train, key) > 0 and self.latent.continuous < 2:
+                raise ValueError(f"train.{key} > 0 needs latent.continuous >= 2 (code 0 = slant, "
+                                 f"code 1 = width), got {self.latent.continuous}; set it to 0 or add codes")
         return self
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .attributes import ink, second_moments
 from .latent import LatentBatch, LatentSpec
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -85,6 +86,32 @@ def paired_code_information_gap(spec: LatentSpec, q_out_a: torch.Tensor, q_out_b
         info = (joint * (joint.log() - pi.log() - pj.log())).sum()
         total = total + math.log(k) - info
     return total
+
+
+def continuous_cross_slopes(generate, spec: LatentSpec, codes: LatentBatch, pairs: int = 128) -> torch.Tensor:
+    """How much each continuous role leaks into the other one's attribute, as batch means of
+    change per code unit: the deskewed log-width along code 0 (the slant code), on the ink and
+    on a sharpened, near-binary ink (a digit widened with fainter outer strokes still counts),
+    and the principal-axis angle in radians along code 1 (the width code). For ``pairs``
+    latents, code 0 (first half) or code 1 (second half) moves by a random 0.25-1 units either
+    way; both images of a pair come from one ``generate`` call, so they share G's batch
+    statistics. Differentiable: TrainConfig.cont_purity charges their squares."""
+    m = min(len(codes), pairs)
+    half, dev = m // 2, codes.cont.device
+    step = (torch.rand(m, device=dev) * 0.75 + 0.25) * torch.where(torch.rand(m, device=dev) < 0.5, -1.0, 1.0)
+    moved = codes.cont[:m].clone()
+    moved[:half, 0] += step[:half]
+    moved[half:, 1] += step[half:]
+    both = LatentBatch(codes.z[:m].repeat(2, 1), codes.cat[:m].repeat(2, 1), torch.cat([codes.cont[:m], moved]))
+    x = ink(generate(spec.assemble(both)), keep_graph=True)
+
+    def width_slope(moments):
+        log_width = 0.5 * torch.log(moments["deskewed_cxx"] + 1e-3)
+        return ((log_width[m:m + half] - log_width[:half]) / step[:half]).mean()
+
+    moments = second_moments(x)
+    angle_slope = ((moments["angle"][m + half:] - moments["angle"][half:m]) / step[half:]).mean()
+    return torch.stack([width_slope(moments), width_slope(second_moments(torch.sigmoid((x - 0.5) * 12))), angle_slope])
 
 
 def random_affine(images: torch.Tensor, degrees: float, scale: float, shift: float) -> torch.Tensor:

@@ -330,8 +330,7 @@ class RunLogger:
         atomic_write_json(self.epochs_path, history)
 
         def send():
-            data = {f"epoch/{k}": v for k, v in record.items()
-                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            data = {k: v for k, v in _flatten(record, "epoch", {}).items() if isinstance(v, (int, float))}
             if grid is not None and self.wc.log_images:
                 data["progress/grid"] = self._wandb.Image(str(grid), caption=f"epoch {record['epoch']}")
             self.run.log(data)

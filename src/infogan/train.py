@@ -105,6 +105,7 @@ class Trainer:
         self.step = 0
         self.images_seen = 0
         self.history: list[dict] = []
+        self.cross_slopes_sum, self.cross_slopes_n = torch.zeros(3, device=self.device), 0  # per epoch
         # Compiled views share parameters with the modules, so state_dict keys stay plain.
         self._gen = torch.compile(self.G) if tc.compile else self.G
         self._body = torch.compile(self.D.body) if tc.compile else self.D.body
@@ -224,6 +225,11 @@ class Trainer:
                     warped = losses.random_stroke(warped)
                 warped_terms = losses.info_nll(spec, self.D.q_head(body(warped)), codes)
                 loss_g = loss_g + tc.lambda_cat_warped * warped_terms.cat_nll
+            if tc.cont_purity > 0 and tc.lambda_cont > 0 and self.epoch + 1 >= tc.cont_purity_from_epoch:
+                slopes = losses.continuous_cross_slopes(self._gen, spec, codes, tc.cont_purity_pairs)
+                loss_g = loss_g + tc.cont_purity * (slopes ** 2).sum()
+                self.cross_slopes_sum += slopes.detach()
+                self.cross_slopes_n += 1
         loss_g.backward()
         if self.dist.enabled:
             distributed.average_gradients(list(self.G.parameters()) + list(self.D.q_head.parameters()),
@@ -299,6 +305,7 @@ class Trainer:
                 rows: list[list] = []
                 window = torch.zeros(4, device=self.device)
                 window_n = 0
+                self.cross_slopes_sum, self.cross_slopes_n = torch.zeros(3, device=self.device), 0
                 t0 = time.perf_counter()
                 bar = tqdm(self.batches.epoch(data_gen, self.dist.rank, self.dist.world), total=len(self.batches),
                            desc=f"epoch {epoch}/{tc.epochs}", disable=not tc.progress_bar or not main, mininterval=1.0, leave=False, dynamic_ncols=True)
@@ -328,6 +335,11 @@ class Trainer:
                           "seconds": round(seconds, 3),
                           "images_per_s": round(len(self.batches) * tc.batch_size / seconds, 1),
                           "mi_cat": rows[-1][7] if rows else None, "h_cat": h_cat}
+                if self.cross_slopes_n:  # this rank's epoch means (cont_purity)
+                    width, sharp_width, angle = (self.cross_slopes_sum / self.cross_slopes_n).tolist()
+                    record["cross_slopes"] = {"slant_code_log_width": round(width, 5),
+                                              "slant_code_log_width_sharp": round(sharp_width, 5),
+                                              "width_code_angle": round(angle, 5)}
                 record.update(self.evaluate_epoch())
                 self.history.append(record)
                 grid = None
