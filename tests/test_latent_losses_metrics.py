@@ -240,15 +240,18 @@ def test_continuous_cross_slopes_measure_each_roles_leak():
     leaks (log-width per slant unit, radians per width unit) read back, with a gradient."""
     spec = LatentSpec(noise_dim=4, categorical=[10], continuous=2)
     torch.manual_seed(0)
-    codes = spec.sample(64)
-    clean = losses.continuous_cross_slopes(_blob_generator(spec, torch.tensor(0.0), 0.0), spec, codes, pairs=64)
-    assert clean.abs().max() < 0.02, clean
+    codes = spec.sample(128)
+    clean = losses.continuous_cross_slopes(_blob_generator(spec, torch.tensor(0.0), 0.0), spec, codes, pairs=128)
+    assert clean.shape == (2, 3) and clean.abs().max() < 0.02, clean
     leak = torch.tensor(0.15, requires_grad=True)
-    slopes = losses.continuous_cross_slopes(_blob_generator(spec, leak, -0.2), spec, codes, pairs=64)
-    assert slopes[0].item() == pytest.approx(0.15, abs=0.03) and slopes[1].item() > 0.03
-    assert slopes[2].item() == pytest.approx(0.2, abs=0.04)  # the angle grows leaning right: -rotation
-    (slopes ** 2).sum().backward()
+    halves = losses.continuous_cross_slopes(_blob_generator(spec, leak, -0.2), spec, codes, pairs=128)
+    for slopes in halves:  # each half of the moved latents reads the planted leaks on its own
+        assert slopes[0].item() == pytest.approx(0.15, abs=0.03) and slopes[1].item() > 0.03
+        assert slopes[2].item() == pytest.approx(0.2, abs=0.04)  # the angle grows leaning right: -rotation
+    (halves[0] * halves[1]).sum().backward()
     assert leak.grad > 0
+    with pytest.raises(ValueError, match="at least 4 latents"):
+        losses.continuous_cross_slopes(_blob_generator(spec, leak, 0.0), spec, codes, pairs=3)
 
 
 def test_paired_code_information_gap_known_values():

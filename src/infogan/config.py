@@ -128,11 +128,12 @@ class TrainConfig(_Strict):
     # Each continuous role, alone (G's step): moving code 0 should leave G's deskewed width as
     # it is and moving code 1 its principal-axis angle. losses.continuous_cross_slopes measures
     # both on cont_purity_pairs latents per step (image moments, finite differences); this
-    # weight charges the squares of their batch means, from cont_purity_from_epoch on (after
-    # the codes have formed). 0 = off. Needs latent.continuous >= 2 and lambda_cont > 0.
+    # weight charges their squared means (estimated without bias, as the product of two
+    # half-batch means), from cont_purity_from_epoch on (after the codes have formed). 0 = off.
+    # Needs latent.continuous >= 2 and lambda_cont > 0.
     cont_purity: Annotated[float, Field(ge=0, le=1000)] = 0.0
     cont_purity_from_epoch: Annotated[int, Field(ge=1)] = 2
-    cont_purity_pairs: Annotated[int, Field(ge=2, le=4096)] = 128
+    cont_purity_pairs: Annotated[int, Field(ge=4, le=4096)] = 128
     warp_degrees: Annotated[float, Field(ge=0, le=90)] = 25.0
     warp_scale: Annotated[float, Field(ge=0, le=0.5)] = 0.1
     warp_shift: Annotated[float, Field(ge=0, le=0.5)] = 0.08
@@ -221,6 +222,11 @@ class InfoGANConfig(_Strict):
             if getattr(self.train, key) > 0 and self.latent.continuous < 2:
                 raise ValueError(f"train.{key} > 0 needs latent.continuous >= 2 (code 0 = slant, "
                                  f"code 1 = width), got {self.latent.continuous}; set it to 0 or add codes")
+        per_process = self.train.batch_size // self.train.nproc
+        if self.train.cont_purity > 0 and per_process < 4:
+            raise ValueError(f"train.cont_purity > 0 moves codes of at least 4 latents per step (two halves of "
+                             f"two codes), but each process gets train.batch_size // train.nproc = {per_process}; "
+                             f"raise train.batch_size or set cont_purity to 0")
         return self
 
 

@@ -89,15 +89,22 @@ def paired_code_information_gap(spec: LatentSpec, q_out_a: torch.Tensor, q_out_b
 
 
 def continuous_cross_slopes(generate, spec: LatentSpec, codes: LatentBatch, pairs: int = 128) -> torch.Tensor:
-    """How much each continuous role leaks into the other one's attribute, as batch means of
-    change per code unit: the deskewed log-width along code 0 (the slant code), on the ink and
-    on a sharpened, near-binary ink (a digit widened with fainter outer strokes still counts),
-    and the principal-axis angle in radians along code 1 (the width code). For ``pairs``
-    latents, code 0 (first half) or code 1 (second half) moves by a random 0.25-1 units either
-    way; both images of a pair come from one ``generate`` call, so they share G's batch
-    statistics. Differentiable: TrainConfig.cont_purity charges their squares."""
+    """How much each continuous role leaks into the other one's attribute, as change per code
+    unit: the deskewed log-width along code 0 (the slant code), on the ink and on a sharpened,
+    near-binary ink (a digit widened with fainter outer strokes still counts), and the
+    principal-axis angle in radians along code 1 (the width code). For ``pairs`` latents, code 0
+    (first half) or code 1 (second half) moves by a random 0.25-1 units either way; both images
+    of a pair come from one ``generate`` call, so they share G's batch statistics.
+
+    Returns (2, 3): the three slopes averaged over each of two disjoint halves of the moved
+    latents. Their product is an unbiased estimate of the squared mean slope, which is what
+    TrainConfig.cont_purity charges: the square of a single batch mean would add the batch's
+    sampling variance, i.e. also charge G for how differently single digits respond."""
     m = min(len(codes), pairs)
     half, dev = m // 2, codes.cont.device
+    quarter = half // 2
+    if quarter < 1:
+        raise ValueError(f"continuous_cross_slopes needs at least 4 latents, got {m}")
     step = (torch.rand(m, device=dev) * 0.75 + 0.25) * torch.where(torch.rand(m, device=dev) < 0.5, -1.0, 1.0)
     moved = codes.cont[:m].clone()
     moved[:half, 0] += step[:half]
@@ -105,13 +112,15 @@ def continuous_cross_slopes(generate, spec: LatentSpec, codes: LatentBatch, pair
     both = LatentBatch(codes.z[:m].repeat(2, 1), codes.cat[:m].repeat(2, 1), torch.cat([codes.cont[:m], moved]))
     x = ink(generate(spec.assemble(both)), keep_graph=True)
 
-    def width_slope(moments):
+    def log_width_slope(moments):
         log_width = 0.5 * torch.log(moments["deskewed_cxx"] + 1e-3)
-        return ((log_width[m:m + half] - log_width[:half]) / step[:half]).mean()
+        return (log_width[m:m + half] - log_width[:half]) / step[:half]
 
     moments = second_moments(x)
-    angle_slope = ((moments["angle"][m + half:] - moments["angle"][half:m]) / step[half:]).mean()
-    return torch.stack([width_slope(moments), width_slope(second_moments(torch.sigmoid((x - 0.5) * 12))), angle_slope])
+    angle_slope = (moments["angle"][m + half:] - moments["angle"][half:m]) / step[half:]
+    per_latent = torch.stack([log_width_slope(moments),
+                              log_width_slope(second_moments(torch.sigmoid((x - 0.5) * 12))), angle_slope])
+    return torch.stack([per_latent[:, :quarter].mean(1), per_latent[:, quarter:2 * quarter].mean(1)])
 
 
 def random_affine(images: torch.Tensor, degrees: float, scale: float, shift: float) -> torch.Tensor:

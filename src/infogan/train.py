@@ -105,7 +105,7 @@ class Trainer:
         self.step = 0
         self.images_seen = 0
         self.history: list[dict] = []
-        self.cross_slopes_sum, self.cross_slopes_n = torch.zeros(3, device=self.device), 0  # per epoch
+        self._reset_cross_slopes()
         # Compiled views share parameters with the modules, so state_dict keys stay plain.
         self._gen = torch.compile(self.G) if tc.compile else self.G
         self._body = torch.compile(self.D.body) if tc.compile else self.D.body
@@ -173,6 +173,10 @@ class Trainer:
         target = torch.stack([slant_units[1] - slant_units[0], stretch_units[1] - stretch_units[0]], 1)
         return ((change - target) ** 2).mean(0).sum()
 
+    def _reset_cross_slopes(self) -> None:
+        """Start the epoch's running sum of cont_purity's measured slopes (logged as cross_slopes)."""
+        self.cross_slopes_sum, self.cross_slopes_n = torch.zeros(3, device=self.device), 0
+
     def train_step(self, real: torch.Tensor) -> torch.Tensor:
         tc, spec, body = self.cfg.train, self.spec, self._body
         n = real.shape[0]
@@ -226,9 +230,9 @@ class Trainer:
                 warped_terms = losses.info_nll(spec, self.D.q_head(body(warped)), codes)
                 loss_g = loss_g + tc.lambda_cat_warped * warped_terms.cat_nll
             if tc.cont_purity > 0 and tc.lambda_cont > 0 and self.epoch + 1 >= tc.cont_purity_from_epoch:
-                slopes = losses.continuous_cross_slopes(self._gen, spec, codes, tc.cont_purity_pairs)
-                loss_g = loss_g + tc.cont_purity * (slopes ** 2).sum()
-                self.cross_slopes_sum += slopes.detach()
+                halves = losses.continuous_cross_slopes(self._gen, spec, codes, tc.cont_purity_pairs)
+                loss_g = loss_g + tc.cont_purity * (halves[0] * halves[1]).sum()
+                self.cross_slopes_sum += halves.detach().mean(0)
                 self.cross_slopes_n += 1
         loss_g.backward()
         if self.dist.enabled:
@@ -305,7 +309,7 @@ class Trainer:
                 rows: list[list] = []
                 window = torch.zeros(4, device=self.device)
                 window_n = 0
-                self.cross_slopes_sum, self.cross_slopes_n = torch.zeros(3, device=self.device), 0
+                self._reset_cross_slopes()
                 t0 = time.perf_counter()
                 bar = tqdm(self.batches.epoch(data_gen, self.dist.rank, self.dist.world), total=len(self.batches),
                            desc=f"epoch {epoch}/{tc.epochs}", disable=not tc.progress_bar or not main, mininterval=1.0, leave=False, dynamic_ncols=True)
