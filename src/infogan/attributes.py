@@ -1,7 +1,11 @@
 """What a continuous code controls: image attributes measured on generated images.
 
 - rotation: angle (degrees) of the ink's principal axis from vertical, from
-  second-order image moments; positive leans right.
+  second-order image moments; positive leans right. An axis is the same after half a turn,
+  so one image's angle lies in (-90, 90]; a sweep's angles are unwrapped along the sweep
+  (``unwrap_axial_rows``), or a wide digit whose axis turns through horizontal would read as
+  jumping by ~180 degrees (and, correlated with the code, as a large rotation in whichever
+  direction the jump happened to go).
 - thickness: mean stroke width, 2 * ink area / ink perimeter on the binarised
   image (a stroke of width w and length L has area wL and perimeter ~2L).
 - width: horizontal extent once the slant is taken out, 4 * sqrt(cxx - cxy^2 / cyy): the
@@ -12,6 +16,8 @@
   test digits from upright to 0.8, so a clean slant code read as "width" too.)
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -60,6 +66,19 @@ def measure(images: torch.Tensor) -> dict[str, np.ndarray]:
                  + (padded[:, :, 1:] != padded[:, :, :-1]).float().sum((1, 2)))
     thickness = 2 * area / perimeter.clamp_min(1)
     return {"rotation": rotation.numpy(), "thickness": thickness.numpy(), "width": width.numpy()}
+
+
+def axial_difference(later: torch.Tensor, earlier: torch.Tensor) -> torch.Tensor:
+    """Change of an axis angle in radians, in [-pi/2, pi/2): turning by half a turn gives the
+    same axis, so a difference near +-pi is a small turn through horizontal, not a large one."""
+    return torch.remainder(later - earlier + math.pi / 2, math.pi) - math.pi / 2
+
+
+def unwrap_axial_rows(angles_deg: np.ndarray, rows: int) -> np.ndarray:
+    """Axis angles (degrees) of ``rows`` row-major sweeps, made continuous along each row:
+    a step over 90 degrees is taken as the half turn it differs by (see ``axial_difference``)."""
+    a = np.asarray(angles_deg, dtype=np.float64).reshape(rows, -1)
+    return np.unwrap(a, period=180.0, axis=1).reshape(np.shape(angles_deg))
 
 
 def _row_sums(values: np.ndarray, attribute: np.ndarray, rows: int) -> np.ndarray:

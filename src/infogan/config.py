@@ -130,7 +130,8 @@ class TrainConfig(_Strict):
     # both on cont_purity_pairs latents per step (image moments, finite differences); this
     # weight charges their squared means (estimated without bias, as the product of two
     # half-batch means), from cont_purity_from_epoch on (after the codes have formed). 0 = off.
-    # Needs latent.continuous >= 2 and lambda_cont > 0.
+    # Needs latent.continuous >= 2; skipped while lambda_cont = 0 (the continuous ablation
+    # keeps the experiment's other settings).
     cont_purity: Annotated[float, Field(ge=0, le=1000)] = 0.0
     cont_purity_from_epoch: Annotated[int, Field(ge=1)] = 2
     cont_purity_pairs: Annotated[int, Field(ge=4, le=4096)] = 128

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from . import losses
-from .attributes import ATTRIBUTES, measure, within_row_correlation, within_row_correlation_interval
+from .attributes import (ATTRIBUTES, measure, unwrap_axial_rows, within_row_correlation,
+                         within_row_correlation_interval)
 from .config import InfoGANConfig
 from .data import load_split
 from .features import features, frechet_distance, load_or_train_feature_net, prdc
@@ -83,14 +84,17 @@ def code_sweep(spec: LatentSpec, base: LatentBatch, code: int, values: torch.Ten
 def continuous_code_sweeps(g, spec: LatentSpec, rows: int, steps: int, span: float, seed: int,
                            device) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
     """For each continuous code: sweep it over [-span, span] for ``rows`` random latents
-    (other continuous codes at 0); the code's values and each image attribute, row-major."""
+    (other continuous codes at 0); the code's values and each image attribute, row-major,
+    rotation unwrapped along each sweep."""
     gen = torch.Generator().manual_seed(seed)
     base = spec.sample(rows, gen)
     values = torch.linspace(-span, span, steps)
     sweeps = {}
     for j in range(spec.continuous):
         latents = code_sweep(spec, base, j, values)
-        sweeps[f"cont{j}"] = (latents.cont[:, j].numpy(), measure(generate(g, spec, latents, device)))
+        attrs = measure(generate(g, spec, latents, device))
+        attrs["rotation"] = unwrap_axial_rows(attrs["rotation"], rows)
+        sweeps[f"cont{j}"] = (latents.cont[:, j].numpy(), attrs)
     return sweeps
 
 
