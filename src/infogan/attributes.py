@@ -17,8 +17,6 @@
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
@@ -68,15 +66,10 @@ def measure(images: torch.Tensor) -> dict[str, np.ndarray]:
     return {"rotation": rotation.numpy(), "thickness": thickness.numpy(), "width": width.numpy()}
 
 
-def axial_difference(later: torch.Tensor, earlier: torch.Tensor) -> torch.Tensor:
-    """Change of an axis angle in radians, in [-pi/2, pi/2): turning by half a turn gives the
-    same axis, so a difference near +-pi is a small turn through horizontal, not a large one."""
-    return torch.remainder(later - earlier + math.pi / 2, math.pi) - math.pi / 2
-
-
 def unwrap_axial_rows(angles_deg: np.ndarray, rows: int) -> np.ndarray:
     """Axis angles (degrees) of ``rows`` row-major sweeps, made continuous along each row:
-    a step over 90 degrees is taken as the half turn it differs by (see ``axial_difference``)."""
+    turning by half a turn gives the same axis, so a step over 90 degrees is the small turn
+    it differs from by 180."""
     a = np.asarray(angles_deg, dtype=np.float64).reshape(rows, -1)
     return np.unwrap(a, period=180.0, axis=1).reshape(np.shape(angles_deg))
 

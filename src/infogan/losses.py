@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .attributes import axial_difference, ink, second_moments
+from .attributes import ink, second_moments
 from .latent import LatentBatch, LatentSpec
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -92,8 +92,7 @@ def continuous_cross_slopes(generate, spec: LatentSpec, codes: LatentBatch, pair
     """How much each continuous role leaks into the other one's attribute, as change per code
     unit: the deskewed log-width along code 0 (the slant code), on the ink and on a sharpened,
     near-binary ink (a digit widened with fainter outer strokes still counts), and the
-    principal-axis angle in radians along code 1 (the width code), as a turn of the axis (a pair
-    whose axis passes horizontal differs by a small turn, not by ~pi). For ``pairs`` latents, code 0
+    principal-axis angle in radians along code 1 (the width code). For ``pairs`` latents, code 0
     (first half) or code 1 (second half) moves by a random 0.25-1 units either way; both images
     of a pair come from one ``generate`` call, so they share G's batch statistics.
 
@@ -118,7 +117,10 @@ def continuous_cross_slopes(generate, spec: LatentSpec, codes: LatentBatch, pair
         return (log_width[m:m + half] - log_width[:half]) / step[:half]
 
     moments = second_moments(x)
-    angle_slope = axial_difference(moments["angle"][m + half:], moments["angle"][half:m]) / step[half:]
+    # A pair whose axis turns through horizontal reads as ~pi here (0.44 % of pairs). Taking
+    # the axial turn instead (attributes.unwrap_axial_rows' rule) trained a worse seed-0 model
+    # (README "Rotation is an axis angle"), so this stays until seeds say otherwise.
+    angle_slope = (moments["angle"][m + half:] - moments["angle"][half:m]) / step[half:]
     per_latent = torch.stack([log_width_slope(moments),
                               log_width_slope(second_moments(torch.sigmoid((x - 0.5) * 12))), angle_slope])
     return torch.stack([per_latent[:, :quarter].mean(1), per_latent[:, quarter:2 * quarter].mean(1)])
