@@ -12,6 +12,10 @@ checkpoint's codes do and what Q reads of it. Writes JSON.
   shear (roles_shear_per_unit) and a pure horizontal stretch (roles_stretch_per_unit) of G's
   samples at code 0. If Q read G's width as it reads a stretch, code 0's change in Q's code-1
   reading would be about log_width / roles_stretch_per_unit * (Q1 per unit of stretch).
+- ``ideal_codes``: what a perfect code scores on the evaluate stage's table (within-row r
+  with rotation, width and thickness over a [-1, 1] sweep) if moving it only sheared,
+  rotated or horizontally stretched the first --ideal-images real test digits, at the
+  roles' per-unit amounts: the ceiling each role's warp sets for its code.
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ import numpy as np
 import torch
 
 from infogan import losses
-from infogan.attributes import ink, second_moments
+from infogan.attributes import ink, measure, second_moments, unwrap_axial_rows, within_row_correlation
 from infogan.config import TrainConfig
 from infogan.data import load_idx_folder
 from infogan.evaluate import code_sweep, generate, rebuild
@@ -59,6 +63,26 @@ def real_relation(folder: Path, n: int) -> dict:
         centred_width.append(lw - lw.mean())
     sh, lw = torch.cat(centred_shear), torch.cat(centred_width)
     out["within_class"] = {"slope": slope(sh, lw), "r": float(np.corrcoef(sh, lw)[0, 1]), "per_class": per_class}
+    return out
+
+
+@torch.no_grad()
+def ideal_codes(folder: Path, n: int, steps: int) -> dict:
+    digits = load_idx_folder(folder, "mnist")["test_images"][:n].float().div(127.5).sub(1).unsqueeze(1)
+    rows, roles = digits.shape[0], TrainConfig()
+    values = torch.linspace(-1, 1, steps)
+    sweep, none = values.repeat(rows), torch.zeros(rows * steps)
+    views = digits.repeat_interleave(steps, 0)
+    warps = {"shear": losses.slant_stretch(views, sweep * roles.roles_shear_per_unit, none),
+             "rotation": losses.rotate(views, torch.deg2rad(sweep * roles.roles_degrees_per_unit)),
+             "stretch": losses.slant_stretch(views, none, sweep * roles.roles_stretch_per_unit)}
+    out = {"images": rows, "steps": steps, "roles_shear_per_unit": roles.roles_shear_per_unit,
+           "roles_degrees_per_unit": roles.roles_degrees_per_unit,
+           "roles_stretch_per_unit": roles.roles_stretch_per_unit}
+    for name, images in warps.items():
+        m = measure(images)
+        m["rotation"] = unwrap_axial_rows(m["rotation"], rows)
+        out[name] = {k: within_row_correlation(sweep.numpy(), v, rows) for k, v in m.items()}
     return out
 
 
@@ -100,12 +124,14 @@ def main() -> None:
     ap.add_argument("--data", type=Path, required=True, help="folder with the MNIST IDX files")
     ap.add_argument("--checkpoint", type=Path, action="append", default=[], help="repeatable")
     ap.add_argument("--real-images", type=int, default=20000)
+    ap.add_argument("--ideal-images", type=int, default=1000)
     ap.add_argument("--rows", type=int, default=200)
     ap.add_argument("--steps", type=int, default=9)
     ap.add_argument("--seed", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("bench/results/continuous_codes.json"))
     args = ap.parse_args()
     result = {"machine": platform.node(), "real": real_relation(args.data, args.real_images),
+              "ideal_codes": ideal_codes(args.data, args.ideal_images, args.steps),
               "checkpoints": [code_effects(c, args.rows, args.steps, args.seed) for c in args.checkpoint]}
     atomic_write_json(args.out, result)
     print(json.dumps(result, indent=2))

@@ -14,13 +14,16 @@ def test_continuous_codes_bench_writes_real_relation_and_code_effects(tiny_proje
     out = tiny_project / "cc.json"
     proc = subprocess.run([sys.executable, str(ROOT / "bench/continuous_codes.py"), "--data",
                            str(shared_dataset("mnist")), "--checkpoint", "runs/mnist/checkpoint.pt",
-                           "--real-images", "2000", "--rows", "4", "--steps", "5", "--out", str(out)],
+                           "--real-images", "2000", "--ideal-images", "20", "--rows", "4", "--steps", "5", "--out", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     real = result["real"]
     assert real["images"] == 2000 and sorted(real["within_class"]["per_class"]) == [str(k) for k in range(10)]
     assert -1 <= real["overall"]["r"] <= 1
+    ideal = result["ideal_codes"]
+    assert ideal["images"] == 20 and abs(ideal["rotation"]["rotation"]) > 0.95
+    assert abs(ideal["stretch"]["width"]) > abs(ideal["stretch"]["rotation"])
     (effects,) = result["checkpoints"]
     assert effects["epoch"] == 2 and set(effects["codes"]) == {"cont0", "cont1", "ideal_warps"}
     warps = effects["codes"]["ideal_warps"]

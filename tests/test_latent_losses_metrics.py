@@ -219,6 +219,20 @@ def test_slant_stretch_moves_only_its_own_attribute():
     assert np.allclose(stretched["rotation"], 0.0, atol=1.0)
 
 
+def test_rotate_turns_the_axis_by_its_angle_the_way_a_shear_tilts_it():
+    """The rotation role's warp: a bar turned by +-15 degrees reads +-15 degrees, leaning the
+    way a positive shear leans it; zero is the identity. The deskewed width grows alike either
+    way (a thin bar turned shears by less than its own slant), so it does not follow the turn."""
+    bar = -torch.ones(1, 1, 28, 28)
+    bar[..., 4:24, 12:16] = 1.0
+    bars = bar.repeat(3, 1, 1, 1)
+    assert torch.allclose(losses.rotate(bars, torch.zeros(3)), bars, atol=1e-5)
+    turned = measure(losses.rotate(bars, torch.deg2rad(torch.tensor([-15.0, 0.0, 15.0]))))
+    sheared = measure(losses.slant_stretch(bar, torch.tensor([0.3]), torch.zeros(1)))
+    assert np.allclose(turned["rotation"] * np.sign(sheared["rotation"][0]), [-15, 0, 15], atol=0.5)
+    assert np.isclose(turned["width"][0], turned["width"][2], rtol=0.01), turned["width"]
+
+
 def test_width_ignores_slant_and_follows_horizontal_stretch():
     """An upright ring ("0") slanted by a shear keeps its width (the extent across the
     principal axis would shrink), and a horizontal stretch by a scales it by about a."""

@@ -57,11 +57,12 @@ def test_information_term_reaches_g_only_when_lambda_positive(tiny_project, lam,
     assert same_g is not q_reaches_g
 
 
-def test_real_continuous_roles_trains_q_and_d_body_only(tiny_project):
+@pytest.mark.parametrize("slant_by", ["shear", "rotation"])
+def test_real_continuous_roles_trains_q_and_d_body_only(tiny_project, slant_by):
     """The real-image roles term: a finite squared error whose gradient reaches Q's head and
     D's body (it is part of D's step), never G."""
     cli.prepare()
-    cfg = load_config("params.yaml", "mnist", ["train.real_cont_roles=1.0"])
+    cfg = load_config("params.yaml", "mnist", ["train.real_cont_roles=1.0", f"train.roles_slant_by={slant_by}"])
     trainer = Trainer(cfg, tiny_project / "real_roles")
     real = next(trainer.batches.epoch(torch.Generator().manual_seed(0)))
     term = trainer._real_continuous_roles(real)

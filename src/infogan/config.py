@@ -122,7 +122,16 @@ class TrainConfig(_Strict):
     # (code units), part of D's step; 0 = off (the paper's objective). Needs
     # latent.continuous >= 2.
     real_cont_roles: Annotated[float, Field(ge=0, le=100)] = 0.0
+    # How code 0's real views are slanted: "shear" (x += shear * y) or "rotation" about the
+    # centre. A shear turns a wide digit's principal axis the opposite way to a tall one's, so
+    # a perfect shear code reads only r = 0.84 with the axis angle over real test digits; a
+    # rotation turns every axis by the same angle, r = 1.00 (`ideal_codes` of
+    # bench/continuous_codes.py, bench/results/continuous_ideal_codes.json). Yet taught a
+    # rotation, G's code 0 stayed a shear on MNIST seeds 0-2 and read worse (rotation r
+    # 0.48-0.65 after epoch 2; README "The slant role taught as a rotation"), so shear it is.
+    roles_slant_by: Literal["shear", "rotation"] = "shear"
     roles_shear_per_unit: Annotated[float, Field(gt=0, le=2)] = 0.5    # shear per code unit
+    roles_degrees_per_unit: Annotated[float, Field(gt=0, le=90)] = 25.0  # rotation per code unit
     roles_stretch_per_unit: Annotated[float, Field(gt=0, le=2)] = 0.25  # log-stretch per code unit
     roles_warp_units: Annotated[float, Field(gt=0, le=2)] = 0.5         # warps up to this many units
     # Each continuous role, alone (G's step): moving code 0 should leave G's deskewed width as

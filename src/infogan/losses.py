@@ -155,6 +155,14 @@ def slant_stretch(images: torch.Tensor, shear: torch.Tensor, log_stretch: torch.
     return _affine_warp(images, theta)
 
 
+def rotate(images: torch.Tensor, radians: torch.Tensor) -> torch.Tensor:
+    """Per image: rotation about the image centre by ``radians``, the way a positive
+    ``slant_stretch`` shear tilts an upright stroke (bilinear, background -1)."""
+    cos, sin, zero = torch.cos(radians), torch.sin(radians), torch.zeros_like(radians)
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    return _affine_warp(images, theta)
+
+
 def random_stroke(images: torch.Tensor) -> torch.Tensor:
     """Per image: 3x3 dilation (thicker strokes), erosion (thinner) or nothing, a third each."""
     thick = F.max_pool2d(images, 3, 1, 1)

@@ -152,9 +152,10 @@ class Trainer:
                 + (terms.cont_nll if tc.lambda_cont == 0 else zero))
 
     def _real_continuous_roles(self, real: torch.Tensor) -> torch.Tensor:
-        """Half the real batch, two views each: both slanted (first half) or both stretched by
-        known random amounts; squared error of the change in Q's codes 0 and 1 between the views
-        against the change in slant and stretch, in code units (TrainConfig.real_cont_roles).
+        """Half the real batch, two views each: both slanted (first half; sheared or rotated,
+        TrainConfig.roles_slant_by) or both stretched by known random amounts; squared error of
+        the change in Q's codes 0 and 1 between the views against the change in slant and
+        stretch, in code units (TrainConfig.real_cont_roles).
         Both views are resampled, so Q cannot tell them apart by blur."""
         tc = self.cfg.train
         x = real[: max(2, real.shape[0] // 2)]
@@ -163,8 +164,13 @@ class Trainer:
         slanted = (torch.arange(n, device=dev) < n // 2).expand(2, n)
         none = torch.zeros_like(units)
         slant_units, stretch_units = torch.where(slanted, units, none), torch.where(slanted, none, units)
-        views = losses.slant_stretch(x.repeat(2, 1, 1, 1), slant_units.flatten() * tc.roles_shear_per_unit,
-                                     stretch_units.flatten() * tc.roles_stretch_per_unit)
+        pairs = x.repeat(2, 1, 1, 1)
+        if tc.roles_slant_by == "rotation":
+            pairs = losses.rotate(pairs, torch.deg2rad(slant_units.flatten() * tc.roles_degrees_per_unit))
+            shear = torch.zeros_like(slant_units.flatten())
+        else:
+            shear = slant_units.flatten() * tc.roles_shear_per_unit
+        views = losses.slant_stretch(pairs, shear, stretch_units.flatten() * tc.roles_stretch_per_unit)
         h = self._body(views)
         if tc.info_grad != "shared":
             h = h.detach()
