@@ -233,6 +233,27 @@ def test_rotate_turns_the_axis_by_its_angle_the_way_a_shear_tilts_it():
     assert np.isclose(turned["width"][0], turned["width"][2], rtol=0.01), turned["width"]
 
 
+def test_slant_stretch_with_a_rotation_warps_once_as_rotating_then_shearing_would():
+    """The rotation role's views: one resampling that does what rotate() and then
+    slant_stretch() do, on a smooth blob where two bilinear resamplings lose next to nothing,
+    and exactly rotate() when shear and stretch are zero."""
+    ys, xs = torch.meshgrid(torch.arange(28.0) - 13.5, torch.arange(28.0) - 13.5, indexing="ij")
+    blob = (2 * torch.exp(-((xs - 2) / 5) ** 2 - ((ys + 1) / 8) ** 2) - 1).expand(3, 1, 28, 28)
+    radians = torch.deg2rad(torch.tensor([-25.0, 20.0, 25.0]))
+    shear, stretch = torch.tensor([0.4, -0.3, 0.0]), torch.tensor([0.0, 0.2, -0.25])
+    once = losses.slant_stretch(blob, shear, stretch, radians=radians)
+    twice = losses.slant_stretch(losses.rotate(blob, radians), shear, stretch)
+    other_order = losses.rotate(losses.slant_stretch(blob, shear, stretch), radians)
+
+    def per_image(a, b):
+        return (a - b).abs().amax((1, 2, 3))
+
+    assert (per_image(once, twice) < 0.05).all(), per_image(once, twice)
+    assert (per_image(once, other_order) > 0.2).all() and (per_image(once, blob) > 0.3).all()
+    zero = torch.zeros(3)
+    assert torch.allclose(losses.slant_stretch(blob, zero, zero, radians=radians), losses.rotate(blob, radians), atol=1e-6)
+
+
 def test_width_ignores_slant_and_follows_horizontal_stretch():
     """An upright ring ("0") slanted by a shear keeps its width (the extent across the
     principal axis would shrink), and a horizontal stretch by a scales it by about a."""

@@ -133,9 +133,14 @@ def random_affine(images: torch.Tensor, degrees: float, scale: float, shift: flo
     angle = (torch.rand(n, device=dev) * 2 - 1) * math.radians(degrees)
     s = 1 + (torch.rand(n, device=dev) * 2 - 1) * scale
     tx, ty = ((torch.rand(2, n, device=dev) * 2 - 1) * shift * 2)  # fraction of the half-width grid
-    cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
-    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
-    return _affine_warp(images, theta)
+    return _affine_warp(images, _similarity_theta(angle, s, tx, ty))
+
+
+def _similarity_theta(angle: torch.Tensor, scale, tx, ty) -> torch.Tensor:
+    """(n, 2, 3) output -> input matrices of a rotation by ``angle`` radians (the way a positive
+    ``slant_stretch`` shear tilts an upright stroke), a scaling by ``scale`` and a shift."""
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    return torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
 
 
 def _affine_warp(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
@@ -145,22 +150,31 @@ def _affine_warp(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(images + 1, grid, mode="bilinear", padding_mode="zeros", align_corners=False) - 1
 
 
-def slant_stretch(images: torch.Tensor, shear: torch.Tensor, log_stretch: torch.Tensor) -> torch.Tensor:
+def _then(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """The one output -> input matrix of warping by ``first`` and then by ``second``: an output
+    point maps through ``second`` into ``first``'s output, then through ``first``."""
+    return first[:, :, :2] @ second + F.pad(first[:, :, 2:], (2, 0))
+
+
+def slant_stretch(images: torch.Tensor, shear: torch.Tensor, log_stretch: torch.Tensor,
+                  radians: torch.Tensor | None = None) -> torch.Tensor:
     """Per image: horizontal shear (x += shear * y) and horizontal stretch by exp(log_stretch),
-    about the image centre (bilinear, background -1)."""
+    about the image centre, after a rotation by ``radians`` when given (``rotate``'s sense). One
+    bilinear resampling for all of it, so a combined warp blurs no more than a single one."""
     one, zero = torch.ones_like(shear), torch.zeros_like(shear)
     # The inverse transform: _affine_warp takes output -> input coordinates.
     theta = torch.stack([torch.stack([torch.exp(-log_stretch), -shear, zero], 1),
                          torch.stack([zero, one, zero], 1)], 1)
+    if radians is not None:
+        theta = _then(_similarity_theta(radians, 1.0, zero, zero), theta)
     return _affine_warp(images, theta)
 
 
 def rotate(images: torch.Tensor, radians: torch.Tensor) -> torch.Tensor:
     """Per image: rotation about the image centre by ``radians``, the way a positive
     ``slant_stretch`` shear tilts an upright stroke (bilinear, background -1)."""
-    cos, sin, zero = torch.cos(radians), torch.sin(radians), torch.zeros_like(radians)
-    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
-    return _affine_warp(images, theta)
+    zero = torch.zeros_like(radians)
+    return _affine_warp(images, _similarity_theta(radians, 1.0, zero, zero))
 
 
 def random_stroke(images: torch.Tensor) -> torch.Tensor:

@@ -164,13 +164,12 @@ class Trainer:
         slanted = (torch.arange(n, device=dev) < n // 2).expand(2, n)
         none = torch.zeros_like(units)
         slant_units, stretch_units = torch.where(slanted, units, none), torch.where(slanted, none, units)
-        pairs = x.repeat(2, 1, 1, 1)
+        slant, stretch = slant_units.flatten(), stretch_units.flatten() * tc.roles_stretch_per_unit
         if tc.roles_slant_by == "rotation":
-            pairs = losses.rotate(pairs, torch.deg2rad(slant_units.flatten() * tc.roles_degrees_per_unit))
-            shear = torch.zeros_like(slant_units.flatten())
+            views = losses.slant_stretch(x.repeat(2, 1, 1, 1), torch.zeros_like(slant), stretch,
+                                         radians=torch.deg2rad(slant * tc.roles_degrees_per_unit))
         else:
-            shear = slant_units.flatten() * tc.roles_shear_per_unit
-        views = losses.slant_stretch(pairs, shear, stretch_units.flatten() * tc.roles_stretch_per_unit)
+            views = losses.slant_stretch(x.repeat(2, 1, 1, 1), slant * tc.roles_shear_per_unit, stretch)
         h = self._body(views)
         if tc.info_grad != "shared":
             h = h.detach()
