@@ -15,7 +15,9 @@ checkpoint's codes do and what Q reads of it. Writes JSON.
 - ``ideal_codes``: what a perfect code scores on the evaluate stage's table (within-row r
   with rotation, width and thickness over a [-1, 1] sweep) if moving it only sheared,
   rotated or horizontally stretched the first --ideal-images real test digits, at the
-  roles' per-unit amounts: the ceiling each role's warp sets for its code.
+  roles' per-unit amounts: the ceiling each role's warp sets for its code. ``axis`` is
+  roles_slant_by "axis": a shear of digits whose principal axis is nearer vertical
+  (cxx <= cyy), a rotation of those nearer horizontal (``wide_fraction`` of them).
 """
 from __future__ import annotations
 
@@ -73,10 +75,14 @@ def ideal_codes(folder: Path, n: int, steps: int) -> dict:
     values = torch.linspace(-1, 1, steps)
     sweep, none = values.repeat(rows), torch.zeros(rows * steps)
     views = digits.repeat_interleave(steps, 0)
+    moments = second_moments(ink(views))
+    wide = (moments["cxx"] > moments["cyy"]).view(-1, 1, 1, 1)  # roles_slant_by "axis" rotates these
     warps = {"shear": losses.slant_stretch(views, sweep * roles.roles_shear_per_unit, none),
              "rotation": losses.rotate(views, torch.deg2rad(sweep * roles.roles_degrees_per_unit)),
              "stretch": losses.slant_stretch(views, none, sweep * roles.roles_stretch_per_unit)}
-    out = {"images": rows, "steps": steps, "roles_shear_per_unit": roles.roles_shear_per_unit,
+    warps["axis"] = torch.where(wide, warps["rotation"], warps["shear"])
+    out = {"images": rows, "steps": steps, "wide_fraction": float(wide.float().mean()),
+           "roles_shear_per_unit": roles.roles_shear_per_unit,
            "roles_degrees_per_unit": roles.roles_degrees_per_unit,
            "roles_stretch_per_unit": roles.roles_stretch_per_unit}
     for name, images in warps.items():

@@ -23,6 +23,7 @@ def test_continuous_codes_bench_writes_real_relation_and_code_effects(tiny_proje
     assert -1 <= real["overall"]["r"] <= 1
     ideal = result["ideal_codes"]
     assert ideal["images"] == 20 and abs(ideal["rotation"]["rotation"]) > 0.95
+    assert 0 <= ideal["wide_fraction"] < 0.5 and set(ideal["axis"]) == {"rotation", "thickness", "width"}
     assert abs(ideal["stretch"]["width"]) > abs(ideal["stretch"]["rotation"])
     (effects,) = result["checkpoints"]
     assert effects["epoch"] == 2 and set(effects["codes"]) == {"cont0", "cont1", "ideal_warps"}

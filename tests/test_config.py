@@ -24,7 +24,7 @@ def test_project_params_are_valid_for_every_experiment():
     ({"train": {"epoch": 3}}, "train.epoch", "unknown key"),
     ({"trian": {"epochs": 3}}, "trian", "unknown key"),
     ({"train": {"info_grad": "both"}}, "train.info_grad", "'shared' or 'q_head'"),
-    ({"train": {"roles_slant_by": "skew"}}, "train.roles_slant_by", "'shear' or 'rotation'"),
+    ({"train": {"roles_slant_by": "skew"}}, "train.roles_slant_by", "'shear', 'rotation' or 'axis'"),
     ({"data": {"dataset": "mnist", "image_size": 64}, "model": {"arch": "dcgan64"}}, "data",
      "image_size must be 28"),
     ({"train": {"real_cont_roles": 1.0}, "latent": {"continuous": 0}}, "train.real_cont_roles",

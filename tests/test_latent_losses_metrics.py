@@ -1,3 +1,4 @@
+import copy
 import math
 
 import numpy as np
@@ -315,3 +316,28 @@ def test_paired_code_information_gap_known_values():
     # Uninformative predictions: the gap is the whole of H(c) = ln 4.
     flat = torch.zeros(8, 4)
     assert abs(paired_code_information_gap(spec, flat, flat).item() - math.log(4)) < 1e-4
+
+
+def test_bn_calibrated_reads_a_batch_as_training_mode_would_and_leaves_d_alone():
+    """The evaluate stage's Q readings use D's BatchNorm statistics of the images' own kind:
+    calibrated on one batch, eval mode reads that batch as training mode (batch statistics)
+    does, while D's own running statistics read it differently and stay untouched."""
+    from infogan.metrics import bn_calibrated
+    from infogan.nets import Discriminator
+
+    torch.manual_seed(0)
+    latent = {"noise_dim": 8, "categorical": [10], "continuous": 2}
+    d = Discriminator("mnist", latent)
+    with torch.no_grad():
+        d.train()
+        for _ in range(3):  # running statistics of another kind of image
+            d(torch.rand(64, 1, 28, 28) * 2 - 1)
+        d.eval()
+        before = {k: v.clone() for k, v in d.state_dict().items()}
+        batch = torch.rand(256, 1, 28, 28) * 0.5 - 1  # darker, narrower range
+        as_trained = copy.deepcopy(d).train()(batch)[1]
+        calibrated = bn_calibrated(d, [batch])
+        assert not calibrated.training
+        assert torch.allclose(calibrated(batch)[1], as_trained, atol=1e-2)  # running var is unbiased
+        assert (d(batch)[1] - as_trained).abs().max() > 0.1
+    assert all(torch.equal(before[k], v) for k, v in d.state_dict().items())

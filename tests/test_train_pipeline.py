@@ -57,7 +57,7 @@ def test_information_term_reaches_g_only_when_lambda_positive(tiny_project, lam,
     assert same_g is not q_reaches_g
 
 
-@pytest.mark.parametrize("slant_by", ["shear", "rotation"])
+@pytest.mark.parametrize("slant_by", ["shear", "rotation", "axis"])
 def test_real_continuous_roles_trains_q_and_d_body_only(tiny_project, slant_by):
     """The real-image roles term: a finite squared error whose gradient reaches Q's head and
     D's body (it is part of D's step), never G."""

@@ -42,20 +42,27 @@ def normalized_mutual_info(pred: np.ndarray, labels: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def real_calibrated(discriminator, calibration_uint8: torch.Tensor, device, batch_size: int = 500):
-    """A copy of D whose BatchNorm statistics are re-estimated on real (unlabelled) training
-    images. D's running statistics average real and generated batches, which is not what a
-    classifier of real images should normalise with; batch statistics of the test set would
-    make a prediction depend on its batch-mates."""
+def bn_calibrated(discriminator, batches):
+    """A copy of D in eval mode whose BatchNorm statistics are re-estimated over ``batches``
+    (images in [-1, 1]). D's running statistics average every kind of batch it was trained on
+    (real, generated, warped), which matches none of them; batch statistics of the images
+    being scored would make a reading depend on its batch-mates."""
     d = copy.deepcopy(discriminator)
     for m in d.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.reset_running_stats()
             m.momentum = None  # cumulative average over the calibration batches
     d.train()
-    for i in range(0, len(calibration_uint8) - batch_size + 1, batch_size):
-        d(to_unit_range(calibration_uint8[i:i + batch_size].to(device)))
+    for images in batches:
+        d(images)
     return d.eval()
+
+
+def real_calibrated(discriminator, calibration_uint8: torch.Tensor, device, batch_size: int = 500):
+    """D with BatchNorm statistics of real (unlabelled) training images: how Q classifies
+    real images."""
+    return bn_calibrated(discriminator, (to_unit_range(calibration_uint8[i:i + batch_size].to(device))
+                                         for i in range(0, len(calibration_uint8) - batch_size + 1, batch_size)))
 
 
 @torch.no_grad()

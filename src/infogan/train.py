@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from . import distributed, losses
+from .attributes import ink, second_moments
 from .config import InfoGANConfig
 from .data import load_split, training_batches
 from .images import gif_from_pngs, make_grid, save_png
@@ -152,10 +153,10 @@ class Trainer:
                 + (terms.cont_nll if tc.lambda_cont == 0 else zero))
 
     def _real_continuous_roles(self, real: torch.Tensor) -> torch.Tensor:
-        """Half the real batch, two views each: both slanted (first half; sheared or rotated,
-        TrainConfig.roles_slant_by) or both stretched by known random amounts; squared error of
-        the change in Q's codes 0 and 1 between the views against the change in slant and
-        stretch, in code units (TrainConfig.real_cont_roles).
+        """Half the real batch, two views each: both slanted (first half; sheared, rotated, or
+        either as the digit's axis lies, TrainConfig.roles_slant_by) or both stretched by known
+        random amounts; squared error of the change in Q's codes 0 and 1 between the views
+        against the change in slant and stretch, in code units (TrainConfig.real_cont_roles).
         Both views are resampled, so Q cannot tell them apart by blur."""
         tc = self.cfg.train
         x = real[: max(2, real.shape[0] // 2)]
@@ -165,11 +166,16 @@ class Trainer:
         none = torch.zeros_like(units)
         slant_units, stretch_units = torch.where(slanted, units, none), torch.where(slanted, none, units)
         slant, stretch = slant_units.flatten(), stretch_units.flatten() * tc.roles_stretch_per_unit
-        if tc.roles_slant_by == "rotation":
-            views = losses.slant_stretch(x.repeat(2, 1, 1, 1), torch.zeros_like(slant), stretch,
-                                         radians=torch.deg2rad(slant * tc.roles_degrees_per_unit))
+        shear, radians = slant * tc.roles_shear_per_unit, torch.deg2rad(slant * tc.roles_degrees_per_unit)
+        if tc.roles_slant_by == "shear":
+            views = losses.slant_stretch(x.repeat(2, 1, 1, 1), shear, stretch)
         else:
-            views = losses.slant_stretch(x.repeat(2, 1, 1, 1), slant * tc.roles_shear_per_unit, stretch)
+            rotated = torch.ones_like(slant, dtype=torch.bool)
+            if tc.roles_slant_by == "axis":
+                moments = second_moments(ink(x.detach(), keep_graph=True))  # on x's device
+                rotated = (moments["cxx"] > moments["cyy"]).repeat(2)
+            views = losses.slant_stretch(x.repeat(2, 1, 1, 1), torch.where(rotated, 0.0, shear), stretch,
+                                         radians=torch.where(rotated, radians, 0.0))
         h = self._body(views)
         if tc.info_grad != "shared":
             h = h.detach()
