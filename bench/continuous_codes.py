@@ -10,7 +10,7 @@ checkpoint's codes do and what Q reads of it. Writes JSON.
   continuous codes 0, --rows random latents) of shear, log-width, log-height, log-ink, and of
   Q's mean readings of codes 0 and 1; then ``ideal_warps``: Q's readings per unit of a pure
   shear (roles_shear_per_unit) and a pure horizontal stretch (roles_stretch_per_unit) of G's
-  samples at code 0. If Q read G's width as it reads a stretch, code 0's change in Q's code-1
+  samples at code 0. Q reads with D's BatchNorm statistics of G's samples (as evaluate does). If Q read G's width as it reads a stretch, code 0's change in Q's code-1
   reading would be about log_width / roles_stretch_per_unit * (Q1 per unit of stretch).
 - ``ideal_codes``: what a perfect code scores on the evaluate stage's table (within-row r
   with rotation, width and thickness over a [-1, 1] sweep) if moving it only sheared,
@@ -30,11 +30,13 @@ import numpy as np
 import torch
 
 from infogan import losses
-from infogan.attributes import ink, measure, second_moments, unwrap_axial_rows, within_row_correlation
+from infogan.attributes import (axis_nearer_horizontal, ink, measure, second_moments, unwrap_axial_rows,
+                                within_row_correlation)
 from infogan.config import TrainConfig
 from infogan.data import load_idx_folder
 from infogan.evaluate import code_sweep, generate, rebuild
 from infogan.io import atomic_write_json
+from infogan.metrics import bn_calibrated
 
 
 def log_shape(x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -75,8 +77,7 @@ def ideal_codes(folder: Path, n: int, steps: int) -> dict:
     values = torch.linspace(-1, 1, steps)
     sweep, none = values.repeat(rows), torch.zeros(rows * steps)
     views = digits.repeat_interleave(steps, 0)
-    moments = second_moments(ink(views))
-    wide = (moments["cxx"] > moments["cyy"]).view(-1, 1, 1, 1)  # roles_slant_by "axis" rotates these
+    wide = axis_nearer_horizontal(views).view(-1, 1, 1, 1)  # roles_slant_by "axis" rotates these
     warps = {"shear": losses.slant_stretch(views, sweep * roles.roles_shear_per_unit, none),
              "rotation": losses.rotate(views, torch.deg2rad(sweep * roles.roles_degrees_per_unit)),
              "stretch": losses.slant_stretch(views, none, sweep * roles.roles_stretch_per_unit)}
@@ -100,6 +101,9 @@ def code_effects(checkpoint: Path, rows: int, steps: int, seed: int) -> dict:
                            if k in ("roles_shear_per_unit", "roles_stretch_per_unit")})
     base = spec.sample(rows, torch.Generator().manual_seed(seed))
     values = torch.linspace(-1, 1, steps)
+    # Q reads with D's BatchNorm statistics of G's samples, as in training (evaluate.information).
+    calibration = spec.sample(rows * steps, torch.Generator().manual_seed(seed + 3))
+    d = bn_calibrated(d, generate(g, spec, calibration, "cpu").split(500))
 
     def per_unit(series: torch.Tensor) -> float:  # mean over rows of the slope along the sweep
         a = series.reshape(rows, steps).double()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from infogan import losses
-from infogan.attributes import measure, unwrap_axial_rows, within_row_correlation, within_row_correlation_interval
+from infogan.attributes import axis_nearer_horizontal, measure, unwrap_axial_rows, within_row_correlation, within_row_correlation_interval
 from infogan.latent import LatentBatch, LatentSpec
 from infogan.metrics import hungarian_accuracy, normalized_mutual_info
 
@@ -129,6 +129,14 @@ def test_an_axis_turning_through_horizontal_reads_as_a_small_steady_turn():
     values = np.arange(5.0)
     assert within_row_correlation(values, unwrapped, 1) > 0.99 > abs(within_row_correlation(values, rot, 1)) + 0.1
     assert unwrap_axial_rows(np.tile(rot, 2), 2).shape == (10,)
+
+
+def test_axis_nearer_horizontal_splits_bars_at_45_degrees_either_way():
+    """The axis role's split (shear below 45 degrees from vertical, rotate beyond it), with
+    the batch's images in any order and the answer on their device."""
+    angles = [0, -30, 40, 50, -60, 90, 120, 140]
+    wide = axis_nearer_horizontal(torch.cat([_bar(a, 3) for a in angles]))
+    assert wide.dtype == torch.bool and wide.tolist() == [False, False, False, True, True, True, True, False]
 
 
 def test_within_row_correlation_and_its_bootstrap_interval():
@@ -269,14 +277,17 @@ def test_width_ignores_slant_and_follows_horizontal_stretch():
     assert np.allclose(stretched["width"] / stretched["width"][1], np.exp([-0.2, 0.0, 0.2]), rtol=0.05)
 
 
-def _blob_generator(spec: LatentSpec, width_per_slant_unit: torch.Tensor, turn_per_width_unit: float):
+def _blob_generator(spec: LatentSpec, width_per_slant_unit: torch.Tensor, turn_per_width_unit: float,
+                    slant_turn: torch.Tensor | float = 0.3, base_angle: float = 0.0):
     """A stand-in G: an elliptic blob whose log-width follows code 1 (plus ``width_per_slant_unit``
-    times code 0) and whose axis turns with code 0 (plus ``turn_per_width_unit`` rad times code 1)."""
+    times code 0) and whose axis turns with code 0 (``slant_turn`` rad per unit, the way a
+    positive shear turns an upright stroke; plus ``turn_per_width_unit`` rad times code 1),
+    from ``base_angle`` (pi/2: lying down)."""
     ys, xs = torch.meshgrid(torch.arange(28.0) - 13.5, torch.arange(28.0) - 13.5, indexing="ij")
 
     def generate(latents: torch.Tensor) -> torch.Tensor:
         slant, width = latents[:, -2], latents[:, -1]
-        angle = (0.3 * slant + turn_per_width_unit * width).view(-1, 1, 1)
+        angle = (base_angle + slant_turn * slant + turn_per_width_unit * width).view(-1, 1, 1)
         sx = (2.5 * torch.exp(0.2 * width + width_per_slant_unit * slant)).view(-1, 1, 1)
         u = xs * torch.cos(angle) - ys * torch.sin(angle)
         v = xs * torch.sin(angle) + ys * torch.cos(angle)
@@ -291,7 +302,7 @@ def test_continuous_cross_slopes_measure_each_roles_leak():
     torch.manual_seed(0)
     codes = spec.sample(128)
     clean = losses.continuous_cross_slopes(_blob_generator(spec, torch.tensor(0.0), 0.0), spec, codes, pairs=128)
-    assert clean.shape == (2, 3) and clean.abs().max() < 0.02, clean
+    assert clean.shape == (2, 4) and clean.abs().max() < 0.02, clean
     leak = torch.tensor(0.15, requires_grad=True)
     halves = losses.continuous_cross_slopes(_blob_generator(spec, leak, -0.2), spec, codes, pairs=128)
     for slopes in halves:  # each half of the moved latents reads the planted leaks on its own
@@ -301,6 +312,27 @@ def test_continuous_cross_slopes_measure_each_roles_leak():
     assert leak.grad > 0
     with pytest.raises(ValueError, match="at least 4 latents"):
         losses.continuous_cross_slopes(_blob_generator(spec, leak, 0.0), spec, codes, pairs=3)
+
+
+@pytest.mark.parametrize("base_angle", [0.0, math.pi / 2])
+def test_slant_turn_against_reads_only_turns_against_the_slant_even_through_horizontal(base_angle):
+    """An upright and a lying blob (whose axis crosses horizontal as code 0 moves): turning
+    with the slant costs nothing; turning against reads about elongation x rad per unit, with a
+    gradient that turns it back."""
+    spec = LatentSpec(noise_dim=4, categorical=[10], continuous=2)
+    torch.manual_seed(0)
+    codes = spec.sample(128)
+    codes.cont[:, 0] = 0.2 * codes.cont[:, 0]  # start near the axis' own angle
+    with_slant = losses.continuous_cross_slopes(_blob_generator(spec, torch.tensor(0.0), 0.0, 0.3, base_angle),
+                                                spec, codes, pairs=128)
+    assert with_slant[:, 3].abs().max() < 1e-3, with_slant
+    against = torch.tensor(-0.3, requires_grad=True)
+    halves = losses.continuous_cross_slopes(_blob_generator(spec, torch.tensor(0.0), 0.0, against, base_angle),
+                                            spec, codes, pairs=128)
+    elongation = (36 - 6.25) / (36 + 6.25)  # the blob's axes: 6 and 2.5 pixels
+    assert halves[:, 3].tolist() == pytest.approx([0.3 * elongation] * 2, rel=0.15), halves
+    halves[:, 3].mean().backward()
+    assert against.grad < 0
 
 
 def test_paired_code_information_gap_known_values():

@@ -126,7 +126,8 @@ def use_subset(project: Path, train: int = 128, test: int = 200) -> None:
 def test_offline_runs_hold_what_the_dvc_logs_hold(tiny_project, offline):
     use_subset(tiny_project)
     cli.prepare()
-    purity = ["train.cont_purity=1", "train.cont_purity_from_epoch=2"]  # logged from epoch 2 on
+    purity = ["train.cont_purity=1", "train.cont_purity_from_epoch=2",  # logged from epoch 2 on
+              "train.slant_turn_charge=1"]
     cli.train(experiment="mnist", stop_after_epochs=1, overrides=SMALL + purity)
     record = json.loads((tiny_project / "runs/mnist/wandb_run.json").read_text())
     cli.train(experiment="mnist", resume=True, overrides=SMALL + purity)  # continues the same W&B run
@@ -166,7 +167,7 @@ def test_offline_runs_hold_what_the_dvc_logs_hold(tiny_project, offline):
     assert [h["epoch/accuracy"] for h in sent_epochs] == [e["accuracy"] for e in epochs]
     assert [h["epoch/nmi"] for h in sent_epochs] == [e["nmi"] for e in epochs]
     assert "cross_slopes" not in epochs[0] and set(epochs[1]["cross_slopes"]) == {
-        "slant_code_log_width", "slant_code_log_width_sharp", "width_code_angle"}
+        "slant_code_log_width", "slant_code_log_width_sharp", "width_code_angle", "slant_code_turn_against"}
     assert sent_epochs[1]["epoch/cross_slopes/width_code_angle"] == epochs[1]["cross_slopes"]["width_code_angle"]
 
     # One progress grid per snapshot epoch (1 and 2), as images of the run.

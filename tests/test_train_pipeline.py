@@ -41,7 +41,8 @@ def test_information_term_reaches_g_only_when_lambda_positive(tiny_project, lam,
     cfg = load_config("params.yaml", "mnist", [f"train.lambda_cat={lam}", f"train.lambda_cont={lam / 10}",
                                                "train.lambda_cat_warped=1.0", "train.real_info=1.0",
                                                "train.real_pairs=true", "train.real_cont_roles=1.0",
-                                               "train.cont_purity=10", "train.cont_purity_from_epoch=1"])
+                                               "train.cont_purity=10", "train.cont_purity_from_epoch=1",
+                                               "train.slant_turn_charge=30"])
     a, b = Trainer(cfg, tiny_project / "a"), Trainer(cfg, tiny_project / "b")
     b.D.load_state_dict(a.D.state_dict())
     b.G.load_state_dict(a.G.state_dict())

@@ -51,6 +51,14 @@ def second_moments(x: torch.Tensor) -> dict[str, torch.Tensor]:
             "angle": -0.5 * torch.atan2(2 * cxy, cyy - cxx)}
 
 
+def axis_nearer_horizontal(images: torch.Tensor) -> torch.Tensor:
+    """(N,) bool, on the images' device: the digit's principal axis lies nearer horizontal than
+    vertical (ink spread cxx > cyy), as in a wide 2 or 7 lying down; a shear turns such an
+    axis against the turn it gives a tall digit (TrainConfig.roles_slant_by "axis")."""
+    m = second_moments(ink(images.detach(), keep_graph=True))  # keep_graph: stay on the device
+    return m["cxx"] > m["cyy"]
+
+
 def measure(images: torch.Tensor) -> dict[str, np.ndarray]:
     """images: (N, 1, H, W) in [-1, 1] (or (N, C, H, W): channels are averaged)."""
     x = ink(images)

@@ -96,10 +96,14 @@ def continuous_cross_slopes(generate, spec: LatentSpec, codes: LatentBatch, pair
     (first half) or code 1 (second half) moves by a random 0.25-1 units either way; both images
     of a pair come from one ``generate`` call, so they share G's batch statistics.
 
-    Returns (2, 3): the three slopes averaged over each of two disjoint halves of the moved
+    Returns (2, 4): the three slopes averaged over each of two disjoint halves of the moved
     latents. Their product is an unbiased estimate of the squared mean slope, which is what
     TrainConfig.cont_purity charges: the square of a single batch mean would add the batch's
-    sampling variance, i.e. also charge G for how differently single digits respond."""
+    sampling variance, i.e. also charge G for how differently single digits respond. The fourth
+    is the slant code's turn against the slant (TrainConfig.slant_turn_charge): per moved
+    latent, how far its axis turns the other way from the turn a positive shear gives an
+    upright stroke (radians per unit, 0 when it turns with it), weighted by how elongated the
+    digit is, since a round digit's axis is noise."""
     m = min(len(codes), pairs)
     half, dev = m // 2, codes.cont.device
     quarter = half // 2
@@ -121,8 +125,19 @@ def continuous_cross_slopes(generate, spec: LatentSpec, codes: LatentBatch, pair
     # the axial turn instead (attributes.unwrap_axial_rows' rule) trained a worse seed-0 model
     # (README "Rotation is an axis angle"), so this stays until seeds say otherwise.
     angle_slope = (moments["angle"][m + half:] - moments["angle"][half:m]) / step[half:]
+    # The slant code's turn is read as an axial turn (a half turn is no turn): it is charged
+    # per digit, where a pair crossing horizontal would read as a turn of ~pi.
+    turn = moments["angle"][m:m + half] - moments["angle"][:half]
+    turn_per_unit = (torch.remainder(turn + math.pi / 2, math.pi) - math.pi / 2) / step[:half]
+    spread = moments["cxx"][:half] + moments["cyy"][:half]
+    elongation = (torch.hypot(moments["cyy"][:half] - moments["cxx"][:half], 2 * moments["cxy"][:half])
+                  / spread.clamp_min(1e-6)).detach()
+    # A positive shear (x += s * y, rows growing downwards) turns an upright stroke to negative
+    # angles, and real_cont_roles makes code 0 such a shear of tall digits: a turn > 0 is against.
+    turn_against = elongation * F.relu(turn_per_unit)
     per_latent = torch.stack([log_width_slope(moments),
-                              log_width_slope(second_moments(torch.sigmoid((x - 0.5) * 12))), angle_slope])
+                              log_width_slope(second_moments(torch.sigmoid((x - 0.5) * 12))), angle_slope,
+                              turn_against])
     return torch.stack([per_latent[:, :quarter].mean(1), per_latent[:, quarter:2 * quarter].mean(1)])
 
 

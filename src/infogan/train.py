@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from . import distributed, losses
-from .attributes import ink, second_moments
+from .attributes import axis_nearer_horizontal
 from .config import InfoGANConfig
 from .data import load_split, training_batches
 from .images import gif_from_pngs, make_grid, save_png
@@ -172,8 +172,7 @@ class Trainer:
         else:
             rotated = torch.ones_like(slant, dtype=torch.bool)
             if tc.roles_slant_by == "axis":
-                moments = second_moments(ink(x.detach(), keep_graph=True))  # on x's device
-                rotated = (moments["cxx"] > moments["cyy"]).repeat(2)
+                rotated = axis_nearer_horizontal(x).repeat(2)
             views = losses.slant_stretch(x.repeat(2, 1, 1, 1), torch.where(rotated, 0.0, shear), stretch,
                                          radians=torch.where(rotated, radians, 0.0))
         h = self._body(views)
@@ -186,7 +185,7 @@ class Trainer:
 
     def _reset_cross_slopes(self) -> None:
         """Start the epoch's running sum of cont_purity's measured slopes (logged as cross_slopes)."""
-        self.cross_slopes_sum, self.cross_slopes_n = torch.zeros(3, device=self.device), 0
+        self.cross_slopes_sum, self.cross_slopes_n = torch.zeros(4, device=self.device), 0
 
     def train_step(self, real: torch.Tensor) -> torch.Tensor:
         tc, spec, body = self.cfg.train, self.spec, self._body
@@ -242,7 +241,9 @@ class Trainer:
                 loss_g = loss_g + tc.lambda_cat_warped * warped_terms.cat_nll
             if tc.cont_purity > 0 and tc.lambda_cont > 0 and self.epoch + 1 >= tc.cont_purity_from_epoch:
                 halves = losses.continuous_cross_slopes(self._gen, spec, codes, tc.cont_purity_pairs)
-                loss_g = loss_g + tc.cont_purity * (halves[0] * halves[1]).sum()
+                loss_g = loss_g + tc.cont_purity * (halves[0, :3] * halves[1, :3]).sum()
+                if tc.slant_turn_charge > 0:  # else only logged: no 0 x (a flat digit's NaN turn gradient) in G
+                    loss_g = loss_g + tc.slant_turn_charge * halves[:, 3].mean()
                 self.cross_slopes_sum += halves.detach().mean(0)
                 self.cross_slopes_n += 1
         loss_g.backward()
@@ -351,10 +352,12 @@ class Trainer:
                           "images_per_s": round(len(self.batches) * tc.batch_size / seconds, 1),
                           "mi_cat": rows[-1][7] if rows else None, "h_cat": h_cat}
                 if self.cross_slopes_n:  # this rank's epoch means (cont_purity)
-                    width, sharp_width, angle = (self.cross_slopes_sum / self.cross_slopes_n).tolist()
+                    width, sharp_width, angle, against = (self.cross_slopes_sum / self.cross_slopes_n).tolist()
                     record["cross_slopes"] = {"slant_code_log_width": round(width, 5),
                                               "slant_code_log_width_sharp": round(sharp_width, 5),
                                               "width_code_angle": round(angle, 5)}
+                    if tc.slant_turn_charge > 0:
+                        record["cross_slopes"]["slant_code_turn_against"] = round(against, 5)
                 record.update(self.evaluate_epoch())
                 self.history.append(record)
                 grid = None
