@@ -10,8 +10,9 @@ checkpoint's codes do and what Q reads of it. Writes JSON.
   continuous codes 0, --rows random latents) of shear, log-width, log-height, log-ink, and of
   Q's mean readings of codes 0 and 1; then ``ideal_warps``: Q's readings per unit of a pure
   shear (roles_shear_per_unit) and a pure horizontal stretch (roles_stretch_per_unit) of G's
-  samples at code 0. Q reads with D's BatchNorm statistics of G's samples (as evaluate does). If Q read G's width as it reads a stretch, code 0's change in Q's code-1
-  reading would be about log_width / roles_stretch_per_unit * (Q1 per unit of stretch).
+  samples at code 0. Q reads with D's BatchNorm statistics of G's samples (as evaluate
+  does). If Q read G's width as it reads a stretch, code 0's change in Q's code-1 reading
+  would be about log_width / roles_stretch_per_unit * (Q1 per unit of stretch).
 - ``ideal_codes``: what a perfect code scores on the evaluate stage's table (within-row r
   with rotation, width and thickness over a [-1, 1] sweep) if moving it only sheared,
   rotated or horizontally stretched the first --ideal-images real test digits, at the

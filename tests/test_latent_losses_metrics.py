@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from infogan import losses
-from infogan.attributes import axis_nearer_horizontal, measure, unwrap_axial_rows, within_row_correlation, within_row_correlation_interval
+from infogan.attributes import (axis_nearer_horizontal, measure, unwrap_axial_rows, within_row_correlation,
+                                within_row_correlation_interval)
 from infogan.latent import LatentBatch, LatentSpec
 from infogan.metrics import hungarian_accuracy, normalized_mutual_info
 
