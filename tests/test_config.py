@@ -33,6 +33,8 @@ def test_project_params_are_valid_for_every_experiment():
     ({"train": {"cont_purity": 1.0, "batch_size": 6, "nproc": 2}}, "train.cont_purity", "batch_size // train.nproc = 3"),
     ({"train": {"slant_turn_charge": 1.0}}, "train.slant_turn_charge", "train.cont_purity is 0"),
     ({"train": {"slant_turn_charge": -1.0}}, "train.slant_turn_charge", "greater than or equal to 0"),
+    ({"train": {"cont_purity": 1.0, "cont_purity_from_epoch": 3, "slant_turn_charge": 1.0, "slant_turn_from_epoch": 2}},
+     "train.slant_turn_from_epoch", "cont_purity_from_epoch or later"),
 ])
 def test_bad_params_name_the_key_and_what_is_allowed(raw, key, allowed):
     with pytest.raises(ConfigError) as info:

@@ -42,7 +42,7 @@ def test_information_term_reaches_g_only_when_lambda_positive(tiny_project, lam,
                                                "train.lambda_cat_warped=1.0", "train.real_info=1.0",
                                                "train.real_pairs=true", "train.real_cont_roles=1.0",
                                                "train.cont_purity=10", "train.cont_purity_from_epoch=1",
-                                               "train.slant_turn_charge=30"])
+                                               "train.slant_turn_charge=30", "train.slant_turn_from_epoch=1"])
     a, b = Trainer(cfg, tiny_project / "a"), Trainer(cfg, tiny_project / "b")
     b.D.load_state_dict(a.D.state_dict())
     b.G.load_state_dict(a.G.state_dict())
@@ -56,6 +56,27 @@ def test_information_term_reaches_g_only_when_lambda_positive(tiny_project, lam,
     assert not torch.equal(q_before, a.D.q_head[3].weight), "Q must learn in both cases"
     same_g = all(torch.equal(x, y) for x, y in zip(a.G.parameters(), b.G.parameters()))
     assert same_g is not q_reaches_g
+
+
+def test_slant_turn_charge_reaches_g_from_its_own_epoch(tiny_project):
+    """cont_purity is on from epoch 1 in both runs; the turn charge of one of them starts at
+    epoch 2: one step in epoch 1 leaves the two G's equal, one step in epoch 2 does not."""
+    cli.prepare()
+    purity = ["train.cont_purity=10", "train.cont_purity_from_epoch=1", "train.real_cont_roles=1.0"]
+    plain = Trainer(load_config("params.yaml", "mnist", purity), tiny_project / "plain")
+    charged = Trainer(load_config("params.yaml", "mnist", purity + ["train.slant_turn_charge=30",
+                                                                     "train.slant_turn_from_epoch=2"]),
+                      tiny_project / "charged")
+    real = next(plain.batches.epoch(torch.Generator().manual_seed(0)))
+    for epoch, equal in ((0, True), (1, False)):  # Trainer.epoch is 0-based
+        charged.G.load_state_dict(plain.G.state_dict())
+        charged.D.load_state_dict(plain.D.state_dict())
+        for trainer in (plain, charged):
+            trainer.epoch = epoch
+            torch.manual_seed(5)
+            trainer.train_step(real)
+        same_g = all(torch.equal(x, y) for x, y in zip(plain.G.parameters(), charged.G.parameters()))
+        assert same_g is equal, f"epoch {epoch + 1}: the charge must {'wait' if equal else 'reach G'}"
 
 
 @pytest.mark.parametrize("slant_by", ["shear", "rotation", "axis"])

@@ -154,8 +154,11 @@ class TrainConfig(_Strict):
     # against the slant (a shear turns a wide digit's axis the other way, which caps the slant
     # code's rotation r at 0.84): weight of the mean turn against, radians per code unit,
     # weighted by the digit's elongation. 0 = off, the default: from epoch 2 on, G met it by
-    # shrinking every turn to a third (README "A charge on the slant code's turn").
+    # shrinking every turn to a third (README "A charge on the slant code's turn"). It starts
+    # at slant_turn_from_epoch (1-based, no earlier than cont_purity_from_epoch): once the codes
+    # have formed, G has turns to keep.
     slant_turn_charge: Annotated[float, Field(ge=0, le=1000)] = 0.0
+    slant_turn_from_epoch: Annotated[int, Field(ge=1)] = 5
     warp_degrees: Annotated[float, Field(ge=0, le=90)] = 25.0
     warp_scale: Annotated[float, Field(ge=0, le=0.5)] = 0.1
     warp_shift: Annotated[float, Field(ge=0, le=0.5)] = 0.08
@@ -248,6 +251,10 @@ class InfoGANConfig(_Strict):
         if self.train.slant_turn_charge > 0 and self.train.cont_purity == 0:
             raise ValueError("train.slant_turn_charge > 0 is measured on cont_purity's moved latents, but "
                              "train.cont_purity is 0; set cont_purity > 0 or slant_turn_charge to 0")
+        if self.train.slant_turn_charge > 0 and self.train.slant_turn_from_epoch < self.train.cont_purity_from_epoch:
+            raise ValueError(f"train.slant_turn_from_epoch ({self.train.slant_turn_from_epoch}) is before "
+                             f"train.cont_purity_from_epoch ({self.train.cont_purity_from_epoch}), whose moved latents "
+                             "it is measured on; set it to cont_purity_from_epoch or later")
         if self.train.cont_purity > 0 and per_process < 4:
             raise ValueError(f"train.cont_purity > 0 moves codes of at least 4 latents per step (two halves of "
                              f"two codes), but each process gets train.batch_size // train.nproc = {per_process}; "

@@ -242,7 +242,8 @@ class Trainer:
             if tc.cont_purity > 0 and tc.lambda_cont > 0 and self.epoch + 1 >= tc.cont_purity_from_epoch:
                 halves = losses.continuous_cross_slopes(self._gen, spec, codes, tc.cont_purity_pairs)
                 loss_g = loss_g + tc.cont_purity * (halves[0, :3] * halves[1, :3]).sum()
-                if tc.slant_turn_charge > 0:  # else only logged: no 0 x (a flat digit's NaN turn gradient) in G
+                # Off (or not yet on): only logged, so no 0 x (a flat digit's NaN turn gradient) reaches G.
+                if tc.slant_turn_charge > 0 and self.epoch + 1 >= tc.slant_turn_from_epoch:
                     loss_g = loss_g + tc.slant_turn_charge * halves[:, 3].mean()
                 self.cross_slopes_sum += halves.detach().mean(0)
                 self.cross_slopes_n += 1
