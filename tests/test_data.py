@@ -37,6 +37,11 @@ def test_prepare_writes_uint8_tensors_and_raw_files_work(tmp_path):
     assert summary["train_count"] == 1000 and summary["test_count"] == 10000
     split = torch.load(tmp_path / "prepared" / "mnist" / "train.pt", weights_only=True)
     assert split["images"].dtype == torch.uint8 and split["images"].shape == (1000, 1, 28, 28)
+    # DVC hashes the prepared files: preparing again must write the same bytes.
+    first = {f.name: f.read_bytes() for f in (tmp_path / "prepared" / "mnist").glob("*.pt")}
+    data.prepare(_cfg(tmp_path, raw_dir, train_subset=1000))
+    again = {f.name: f.read_bytes() for f in (tmp_path / "prepared" / "mnist").glob("*.pt")}
+    assert sorted(first) == ["test.pt", "train.pt"] and first == again
 
 
 def test_commands_use_the_configured_subset_of_prepared_data(tmp_path):

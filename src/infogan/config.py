@@ -153,10 +153,10 @@ class TrainConfig(_Strict):
     # With cont_purity on, a charge on each of those latents whose axis the slant code turns
     # against the slant (a shear turns a wide digit's axis the other way, which caps the slant
     # code's rotation r at 0.84): weight of the mean turn against, radians per code unit,
-    # weighted by the digit's elongation. 0 = off, the default: from epoch 2 on, G met it by
-    # shrinking every turn to a third (README "A charge on the slant code's turn"). It starts
-    # at slant_turn_from_epoch (1-based, no earlier than cont_purity_from_epoch): once the codes
-    # have formed, G has turns to keep.
+    # weighted by the digit's elongation. 0 = off (mnist's preset sets 30 from epoch 4). It
+    # starts at slant_turn_from_epoch (1-based, no earlier than cont_purity_from_epoch): from
+    # epoch 2 on, G met it by shrinking every turn to a third; once the codes have formed, G has
+    # turns to keep (README "A charge on the slant code's turn").
     slant_turn_charge: Annotated[float, Field(ge=0, le=1000)] = 0.0
     slant_turn_from_epoch: Annotated[int, Field(ge=1)] = 5
     warp_degrees: Annotated[float, Field(ge=0, le=90)] = 25.0

@@ -26,8 +26,11 @@ def atomic_path(path: str | Path):
 
 
 def atomic_torch_save(obj, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    # Saved through a file object: given a path, torch.save names the archive's records after
+    # the (random) temp file, so the same tensors would hash differently on every save and DVC
+    # would see a re-prepared dataset as changed.
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
