@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .io import atomic_torch_save
+from .io import atomic_torch_save, atomic_write_text
 
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -317,12 +317,12 @@ def prepare(cfg_data) -> dict:
             atomic_torch_save({"images": images, "labels": torch.full((len(images),), -1)}, out / "train.pt")
         else:
             (out / "train.pt").unlink(missing_ok=True)
-        (out / "files.txt").write_text("\n".join(str(p) for p in paths))
+        atomic_write_text(out / "files.txt", "\n".join(str(p) for p in paths))
         return {"dataset": "image_folder", "source": str(folder), "train_count": len(paths),
                 "in_memory": len(paths) <= cfg_data.in_memory_max_images}
     folder = _first_existing(cfg_data)
     ds = LsunDataset(str(folder), cfg_data.lsun_classes)
-    (out / "lsun_root.txt").write_text(str(folder))
+    atomic_write_text(out / "lsun_root.txt", str(folder))
     return {"dataset": "lsun", "source": str(folder), "train_count": len(ds), "in_memory": False}
 
 
