@@ -9,16 +9,15 @@ checkpoint's codes do and what Q reads of it. Writes JSON.
 - ``codes``: per continuous code, the change per code unit (sweeps over [-1, 1], other
   continuous codes 0, --rows random latents) of shear, log-width, log-height, log-ink, and of
   Q's mean readings of codes 0 and 1; then ``ideal_warps``: Q's readings per unit of a pure
-  shear (roles_shear_per_unit) and a pure horizontal stretch (roles_stretch_per_unit) of G's
+  shear (digit_roles' shear_per_unit) and a pure horizontal stretch (stretch_per_unit) of G's
   samples at code 0. Q reads with D's BatchNorm statistics of G's samples (as evaluate
   does). If Q read G's width as it reads a stretch, code 0's change in Q's code-1 reading
   would be about log_width / roles_stretch_per_unit * (Q1 per unit of stretch).
-- ``ideal_codes``: what a perfect code scores on the evaluate stage's table (within-row r
-  with rotation, width and thickness over a [-1, 1] sweep) if moving it only sheared,
-  rotated or horizontally stretched the first --ideal-images real test digits, at the
-  roles' per-unit amounts: the ceiling each role's warp sets for its code. ``axis`` is
-  roles_slant_by "axis": a shear of digits whose principal axis is nearer vertical
-  (cxx <= cyy), a rotation of those nearer horizontal (``wide_fraction`` of them).
+- ``ideal_codes``: what a perfect code scores on the evaluate stage's ``digits`` table
+  (within-row r with skew, rotation, width and thickness over a [-1, 1] sweep) if moving it
+  only sheared, rotated (25 degrees per unit) or horizontally stretched the first
+  --ideal-images real test digits, at digit_roles' per-unit amounts: the ceiling each warp
+  sets for its code.
 """
 from __future__ import annotations
 
@@ -30,19 +29,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from infogan import losses
-from infogan.attributes import (axis_nearer_horizontal, ink, measure, second_moments, unwrap_axial_rows,
-                                within_row_correlation)
-from infogan.config import TrainConfig
+from infogan.attributes import ink, within_row_correlation
+from infogan.augment import rotate
+from infogan.checkpoint import load_checkpoint, rebuild_models
 from infogan.data import load_idx_folder
-from infogan.evaluate import code_sweep, generate, rebuild
+from infogan.evaluate import code_sweep, generate
 from infogan.io import atomic_write_json
 from infogan.metrics import bn_calibrated
+from infogan.presets.digits.geometry import digit_moments, measure, slant_stretch
+from infogan.presets.digits.terms import DigitRolesConfig
+
+DEGREES_PER_UNIT = 25.0
 
 
 def log_shape(x: torch.Tensor) -> dict[str, torch.Tensor]:
-    m = second_moments(x)
-    return {"shear": m["shear"], "log_width": 0.5 * m["deskewed_cxx"].clamp_min(1e-6).log(),
+    m = digit_moments(x)
+    return {"shear": m["skew"], "log_width": 0.5 * m["deskewed_cxx"].clamp_min(1e-6).log(),
             "log_height": 0.5 * m["cyy"].log(),
             "log_ink": m["mass"].log()}
 
@@ -74,32 +76,27 @@ def real_relation(folder: Path, n: int) -> dict:
 @torch.no_grad()
 def ideal_codes(folder: Path, n: int, steps: int) -> dict:
     digits = load_idx_folder(folder, "mnist")["test_images"][:n].float().div(127.5).sub(1).unsqueeze(1)
-    rows, roles = digits.shape[0], TrainConfig()
+    rows, roles = digits.shape[0], DigitRolesConfig()
     values = torch.linspace(-1, 1, steps)
     sweep, none = values.repeat(rows), torch.zeros(rows * steps)
     views = digits.repeat_interleave(steps, 0)
-    wide = axis_nearer_horizontal(views).view(-1, 1, 1, 1)  # roles_slant_by "axis" rotates these
-    warps = {"shear": losses.slant_stretch(views, sweep * roles.roles_shear_per_unit, none),
-             "rotation": losses.rotate(views, torch.deg2rad(sweep * roles.roles_degrees_per_unit)),
-             "stretch": losses.slant_stretch(views, none, sweep * roles.roles_stretch_per_unit)}
-    warps["axis"] = torch.where(wide, warps["rotation"], warps["shear"])
-    out = {"images": rows, "steps": steps, "wide_fraction": float(wide.float().mean()),
-           "roles_shear_per_unit": roles.roles_shear_per_unit,
-           "roles_degrees_per_unit": roles.roles_degrees_per_unit,
-           "roles_stretch_per_unit": roles.roles_stretch_per_unit}
+    warps = {"shear": slant_stretch(views, sweep * roles.shear_per_unit, none),
+             "rotation": rotate(views, torch.deg2rad(sweep * DEGREES_PER_UNIT)),
+             "stretch": slant_stretch(views, none, sweep * roles.stretch_per_unit)}
+    out = {"images": rows, "steps": steps, "shear_per_unit": roles.shear_per_unit,
+           "degrees_per_unit": DEGREES_PER_UNIT, "stretch_per_unit": roles.stretch_per_unit}
     for name, images in warps.items():
-        m = measure(images)
-        m["rotation"] = unwrap_axial_rows(m["rotation"], rows)
+        m = measure(images, rows)
         out[name] = {k: within_row_correlation(sweep.numpy(), v, rows) for k, v in m.items()}
     return out
 
 
 @torch.no_grad()
 def code_effects(checkpoint: Path, rows: int, steps: int, seed: int) -> dict:
-    ckpt = torch.load(checkpoint, weights_only=True, map_location="cpu")
-    g, d, spec = rebuild(ckpt, torch.device("cpu"))
-    roles = TrainConfig(**{k: v for k, v in ckpt["config"]["train"].items()
-                           if k in ("roles_shear_per_unit", "roles_stretch_per_unit")})
+    ckpt = load_checkpoint(checkpoint)
+    g, d, spec = rebuild_models(ckpt)
+    saved = ((ckpt["config"]["train"].get("objective") or {}).get("digit_roles") or {})
+    roles = DigitRolesConfig(**{k: v for k, v in saved.items() if k in ("shear_per_unit", "stretch_per_unit")})
     base = spec.sample(rows, torch.Generator().manual_seed(seed))
     values = torch.linspace(-1, 1, steps)
     # Q reads with D's BatchNorm statistics of G's samples, as in training (evaluate.information).
@@ -123,10 +120,9 @@ def code_effects(checkpoint: Path, rows: int, steps: int, seed: int) -> dict:
             at_zero = images.view(rows, steps, *images.shape[1:])[:, steps // 2].repeat_interleave(steps, 0)
             sweep, none = values.repeat(rows), torch.zeros(rows * steps)
             codes["ideal_warps"] = {
-                "shear": readings(losses.slant_stretch(at_zero, sweep * roles.roles_shear_per_unit, none)),
-                "stretch": readings(losses.slant_stretch(at_zero, none, sweep * roles.roles_stretch_per_unit)),
-                "roles_shear_per_unit": roles.roles_shear_per_unit,
-                "roles_stretch_per_unit": roles.roles_stretch_per_unit}
+                "shear": readings(slant_stretch(at_zero, sweep * roles.shear_per_unit, none)),
+                "stretch": readings(slant_stretch(at_zero, none, sweep * roles.stretch_per_unit)),
+                "shear_per_unit": roles.shear_per_unit, "stretch_per_unit": roles.stretch_per_unit}
     return {"checkpoint": str(checkpoint), "epoch": ckpt.get("epoch"), "rows": rows, "steps": steps, "codes": codes}
 
 

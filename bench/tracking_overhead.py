@@ -32,7 +32,7 @@ NOTE = ("overhead_wall_pct/overhead_loop_pct compare whole runs and are only mea
 def one(mode: str, data: str, steps: int, batch: int, epochs: int, prepared: str, work: str) -> dict:
     """Runs in the child: train once, print the timings as JSON."""
     sys.path.insert(0, str(ROOT / "src"))
-    from infogan.config import config_from_dict, read_params
+    from infogan.params import config_from_dict, read_params
     from infogan.data import prepare
     from infogan.train import train
 

@@ -20,8 +20,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from infogan import losses
-from infogan.config import config_from_dict
+from infogan.objective import d_loss, g_loss, info_nll
+from infogan.params import config_from_dict
 from infogan.data import load_idx_folder
 from infogan.io import atomic_write_json
 from infogan.latent import LatentSpec
@@ -87,13 +87,13 @@ def baseline_steps(images: np.ndarray, spec: LatentSpec, batch: int, steps: int,
         opt_d.zero_grad()
         real_logit = d.d_head(d.body(real)).view(-1)
         fake_logit = d.d_head(d.body(fake.detach())).view(-1)
-        losses.d_loss(real_logit, fake_logit).backward()
+        d_loss(real_logit, fake_logit).backward()
         opt_d.step()
         opt_g.zero_grad()
         h = d.body(fake)
         q = d.q_head(h).flatten(1)
-        terms = losses.info_nll(spec, q, codes)
-        (losses.g_loss(d.d_head(h).view(-1)) + terms.cat_nll + 0.1 * terms.cont_nll).backward()
+        terms = info_nll(spec, q, codes)
+        (g_loss(d.d_head(h).view(-1)) + terms.cat_nll + 0.1 * terms.cont_nll).backward()
         opt_g.step()
     return steps * batch / (time.perf_counter() - t0)
 

@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         if not os.environ.get("PREFECT_API_URL"):
             print("error: set PREFECT_API_URL to the Prefect server that both machines use", file=sys.stderr)
             return 2
-        from .workpool import deploy_train_stage
+        from .deploy import deploy_train_stage
 
         try:
             name = deploy_train_stage(pool=args["pool"], name=args["name"])

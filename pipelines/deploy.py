@@ -1,4 +1,5 @@
-"""The scheduled deployment: ``retrain-and-promote/weekly`` served by ``flow.serve``.
+"""Deployments: the scheduled ``retrain-and-promote/weekly`` served by ``flow.serve``, and the
+``train-stage`` deployment of the GPU work pool (``deploy_train_stage``, ``pipelines.workpool``).
 
 ``python -m pipelines serve`` registers the deployment (cron, default parameters) with the
 Prefect server named by PREFECT_API_URL, or, when that is unset, with a local server on
@@ -13,6 +14,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from . import workpool
 
 FLOW_NAME = "retrain-and-promote"
 DEPLOYMENT = "weekly"
@@ -68,3 +71,20 @@ def serve(root: Path, name: str = DEPLOYMENT, cron: str = DEFAULT_CRON, timezone
         name=name, schedules=[Cron(cron, timezone=timezone)], parameters=params, tags=["infogan"],
         description=f"Retrain the InfoGAN DVC pipeline in {params['root']} and promote the generator if better",
         limit=1, entrypoint_type=EntrypointType.MODULE_PATH)
+
+
+def deploy_train_stage(pool: str = workpool.DEFAULT_POOL, name: str = workpool.DEFAULT_DEPLOYMENT,
+                       code_root: Path = workpool.CODE_ROOT) -> str:
+    """Register ``train-stage/<name>`` in ``pool``. Its runs execute ``pipelines.flows`` from
+    ``code_root`` (this checkout, on the machine that runs the worker), with the worker's Python."""
+    from prefect.flows import EntrypointType
+
+    from .flows import train_stage
+
+    workpool.ensure_pool(pool)
+    train_stage.deploy(
+        name=name, work_pool_name=pool, build=False, push=False, print_next_steps=False, ignore_warnings=True,
+        entrypoint_type=EntrypointType.MODULE_PATH, job_variables={"working_dir": str(code_root)},
+        tags=["infogan", "train"],
+        description="`dvc repro -s train@<experiment>` in the project folder, on this pool's (GPU) worker")
+    return f"{workpool.FLOW_NAME}/{name}"

@@ -10,7 +10,6 @@ ranges are TrainConfig's.
 """
 from __future__ import annotations
 
-import copy
 import io
 import itertools
 import os
@@ -23,27 +22,14 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from infogan.config import SECTIONS, ConfigError, ParamsFile, config_from_dict, parse_override, read_params
+from infogan.config import SECTIONS, ConfigError, ParamsFile
+from infogan.params import apply_overrides, config_from_dict, parse_override, read_params
 
 PARAMS_FILE = "params.yaml"
 DVC_FILE = "dvc.yaml"
 
 
 # ---- overrides ---------------------------------------------------------------------------------
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """params mapping with ``key.path=value`` overrides set (values parsed as YAML, as DVC does)."""
-    raw = copy.deepcopy(raw)
-    for text in overrides:
-        path, value = parse_override(text)
-        node = raw
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {text!r}: {part!r} is not a section of params.yaml")
-        node[path[-1]] = value
-    return raw
-
 
 def validate_params(raw: dict[str, Any], experiments: list[str] | None = None, source: str = PARAMS_FILE) -> ParamsFile:
     """The whole file and each named experiment's merged config, through infogan's models."""

@@ -3,6 +3,7 @@
 On the GPU machine (a checkout of this project with its venv, the same Prefect server):
 
     python -m pipelines deploy-train --pool infogan-gpu      # creates the pool if missing, registers train-stage/gpu
+                                                              # (pipelines.deploy.deploy_train_stage)
     prefect worker start --pool infogan-gpu                   # polls the pool; runs each flow run in a child process
 
 Anywhere else, ``python -m pipelines train --train-deployment train-stage/gpu`` runs the light
@@ -50,23 +51,6 @@ def ensure_pool(pool: str) -> bool:
         raise ValueError(f"work pool {pool!r} exists with type {existing.type!r}; the train stage needs a "
                          f"'process' pool (or pick another --pool)")
     return False
-
-
-def deploy_train_stage(pool: str = DEFAULT_POOL, name: str = DEFAULT_DEPLOYMENT,
-                       code_root: Path = CODE_ROOT) -> str:
-    """Register ``train-stage/<name>`` in ``pool``. Its runs execute ``pipelines.flows`` from
-    ``code_root`` (this checkout, on the machine that runs the worker), with the worker's Python."""
-    from prefect.flows import EntrypointType
-
-    from .flows import train_stage
-
-    ensure_pool(pool)
-    train_stage.deploy(
-        name=name, work_pool_name=pool, build=False, push=False, print_next_steps=False, ignore_warnings=True,
-        entrypoint_type=EntrypointType.MODULE_PATH, job_variables={"working_dir": str(code_root)},
-        tags=["infogan", "train"],
-        description="`dvc repro -s train@<experiment>` in the project folder, on this pool's (GPU) worker")
-    return f"{FLOW_NAME}/{name}"
 
 
 def check_deployment(deployment: str) -> str:
@@ -140,7 +124,7 @@ def run_remote_stage(deployment: str, pool: str, worker_root: str, stage: str, f
 
 def where_am_i() -> dict:
     """The host and the device training picks here (``train.device: auto``)."""
-    from infogan.train import select_device
+    from infogan.checkpoint import select_device
 
     device = select_device("auto")
     name = device.type

@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from infogan.checkpoint import load_checkpoint, rebuild_generator
 from infogan.images import make_grid
-from infogan.io import safe_load
 from infogan.latent import LatentBatch
-from infogan.nets import Generator, generator_from_checkpoint
+from infogan.nets import Generator
 
 GENERATOR_FILE = "generator.pt"
 MAX_IMAGES = 256  # per request, and per G forward
@@ -42,11 +42,11 @@ class RequestError(ValueError):
 
 def load_generator(model_dir: str | Path) -> tuple[Generator, dict]:
     path = Path(model_dir) / GENERATOR_FILE
-    blob = safe_load(path)
-    missing = {"generator_args", "generator"} - set(blob)
-    if missing:
-        raise ValueError(f"{path} lacks {sorted(missing)}: not a generator saved by `python -m infogan package`")
-    return generator_from_checkpoint(blob), blob
+    blob = load_checkpoint(path)
+    try:
+        return rebuild_generator(blob), blob
+    except ValueError as exc:
+        raise ValueError(f"{path} {exc}") from None
 
 
 def finite_json(obj):

@@ -23,11 +23,11 @@ def test_continuous_codes_bench_writes_real_relation_and_code_effects(tiny_proje
     assert -1 <= real["overall"]["r"] <= 1
     ideal = result["ideal_codes"]
     assert ideal["images"] == 20 and abs(ideal["rotation"]["rotation"]) > 0.95
-    assert 0 <= ideal["wide_fraction"] < 0.5 and set(ideal["axis"]) == {"rotation", "thickness", "width"}
+    assert abs(ideal["shear"]["skew"]) > 0.95 and set(ideal["shear"]) == {"skew", "rotation", "thickness", "width"}
     assert abs(ideal["stretch"]["width"]) > abs(ideal["stretch"]["rotation"])
     (effects,) = result["checkpoints"]
     assert effects["epoch"] == 2 and set(effects["codes"]) == {"cont0", "cont1", "ideal_warps"}
     warps = effects["codes"]["ideal_warps"]
-    assert set(warps["shear"]) == {"q_code0", "q_code1"} and warps["roles_stretch_per_unit"] == 0.25
+    assert set(warps["shear"]) == {"q_code0", "q_code1"} and warps["stretch_per_unit"] == 0.25
     for key in ("shear", "log_width", "log_height", "log_ink", "q_code0", "q_code1"):
         assert isinstance(effects["codes"]["cont1"][key], float)

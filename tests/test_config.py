@@ -2,7 +2,8 @@ import pytest
 import yaml
 
 from infogan import cli
-from infogan.config import ConfigError, config_from_dict, load_config
+from infogan.config import ConfigError
+from infogan.params import config_from_dict, load_config
 
 from .conftest import ROOT
 
@@ -19,22 +20,28 @@ def test_project_params_are_valid_for_every_experiment():
 
 @pytest.mark.parametrize("raw, key, allowed", [
     ({"train": {"lr_d": -0.1}}, "train.lr_d", "greater than 0"),
-    ({"latent": {"categorical": [10, 1]}}, "latent.categorical.1", "greater than or equal to 2"),
     ({"data": {"dataset": "cifar"}}, "data.dataset", "'mnist', 'fashion_mnist', 'image_folder' or 'lsun'"),
     ({"train": {"epoch": 3}}, "train.epoch", "unknown key"),
     ({"trian": {"epochs": 3}}, "trian", "unknown key"),
     ({"train": {"info_grad": "both"}}, "train.info_grad", "'shared' or 'q_head'"),
-    ({"train": {"roles_slant_by": "skew"}}, "train.roles_slant_by", "'shear', 'rotation' or 'axis'"),
+    ({"latent": {"categorical": [10, 1]}}, "latent.categorical", "2-1000 values"),
     ({"data": {"dataset": "mnist", "image_size": 64}, "model": {"arch": "dcgan64"}}, "data",
      "image_size must be 28"),
-    ({"train": {"real_cont_roles": 1.0}, "latent": {"continuous": 0}}, "train.real_cont_roles",
+    ({"train": {"objective": {"real_inf": {"weight": 1}}}}, "train.objective",
+     "unknown objective term 'real_inf'; allowed: real_info, warped_info, digit_roles, role_purity"),
+    ({"train": {"objective": {"real_info": {"wieght": 1}}}}, "train.objective", "real_info.wieght: Extra inputs"),
+    ({"train": {"objective": {"real_info": {"weight": -1}}}}, "train.objective",
+     "real_info.weight: Input should be greater than or equal to 0"),
+    ({"train": {"objective": {"digit_roles": {"weight": 1.0}}}, "latent": {"continuous": 0}}, "digit_roles",
      "latent.continuous >= 2"),
-    ({"train": {"cont_purity": 1.0}, "latent": {"continuous": 1}}, "train.cont_purity", "latent.continuous >= 2"),
-    ({"train": {"cont_purity": 1.0, "batch_size": 6, "nproc": 2}}, "train.cont_purity", "batch_size // train.nproc = 3"),
-    ({"train": {"slant_turn_charge": 1.0}}, "train.slant_turn_charge", "train.cont_purity is 0"),
-    ({"train": {"slant_turn_charge": -1.0}}, "train.slant_turn_charge", "greater than or equal to 0"),
-    ({"train": {"cont_purity": 1.0, "cont_purity_from_epoch": 3, "slant_turn_charge": 1.0, "slant_turn_from_epoch": 2}},
-     "train.slant_turn_from_epoch", "cont_purity_from_epoch or later"),
+    ({"train": {"objective": {"role_purity": {"weight": 1.0}}}, "latent": {"continuous": 1}}, "role_purity",
+     "latent.continuous >= 2"),
+    ({"train": {"objective": {"role_purity": {"weight": 1.0}}, "batch_size": 6, "nproc": 2}}, "role_purity",
+     "batch_size // train.nproc = 3"),
+    ({"train": {"objective": {"slant_turn": {"weight": 1.0}}}}, "slant_turn", "switch role_purity on"),
+    ({"train": {"objective": {"role_purity": {"weight": 1, "from_epoch": 3}, "slant_turn": {"weight": 1, "from_epoch": 2}}}},
+     "slant_turn.from_epoch", "is before role_purity.from_epoch"),
+    ({"evaluate": {"attributes": "faces"}}, "evaluate.attributes", "allowed: image, digits"),
 ])
 def test_bad_params_name_the_key_and_what_is_allowed(raw, key, allowed):
     with pytest.raises(ConfigError) as info:
@@ -64,3 +71,17 @@ def test_cli_reports_bad_params_without_traceback(tmp_path, capsys, monkeypatch)
     err = capsys.readouterr().err
     assert "train.lr_g" in err and "greater than 0" in err and "Traceback" not in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_term_that_is_off_or_whose_lambda_is_zero_is_not_built():
+    from infogan.latent import LatentSpec
+    from infogan.objective import Objective
+
+    cfg = load_config(ROOT / "params.yaml", "mnist")
+    spec = LatentSpec.from_config(cfg.latent)
+    assert [t.name for t in Objective(cfg.train, spec).terms] == [
+        "real_info", "warped_info", "digit_roles", "role_purity", "slant_turn"]
+    ablation = load_config(ROOT / "params.yaml", "mnist", ["train.lambda_cont=0", "train.objective.warped_info.weight=0"])
+    assert [t.name for t in Objective(ablation.train, spec).terms] == ["real_info"]
+    plain = load_config(ROOT / "params.yaml", "mnist", ["train.objective={}"])
+    assert Objective(plain.train, spec).terms == []

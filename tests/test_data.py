@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from infogan import data
-from infogan.config import config_from_dict
+from infogan.params import config_from_dict
 
 from .conftest import shared_dataset
 

@@ -182,7 +182,8 @@ def api(server, project):
 def gpu_pool(api, project, tmp_path_factory):
     """A real process work pool with the train-stage deployment and a `prefect worker start`
     polling it: the GPU machine's part of README "Scaling out" (on this CPU, in a subprocess)."""
-    from pipelines.workpool import deploy_train_stage, ensure_pool
+    from pipelines.deploy import deploy_train_stage
+    from pipelines.workpool import ensure_pool
 
     pool = "ci-gpu"
     name = deploy_train_stage(pool=pool, name="ci")
@@ -421,7 +422,7 @@ def test_a_train_run_no_worker_picks_up_is_cancelled_and_fails_the_flow(api, pro
     """No worker polls this pool: the run is cancelled after the start timeout and the flow
     fails with a message that says what to start; the stages after train never run."""
     from pipelines.flows import train_pipeline
-    from pipelines.workpool import deploy_train_stage
+    from pipelines.deploy import deploy_train_stage
 
     lock_path = project / "dvc.lock"
     lock = lock_path.read_text() if lock_path.exists() else None  # when this test runs alone

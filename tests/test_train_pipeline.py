@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from infogan import cli
-from infogan.config import load_config
-from infogan.nets import generator_from_checkpoint
+from infogan.checkpoint import rebuild_generator
+from infogan.params import load_config
 from infogan.train import Trainer
 
 
@@ -26,7 +26,7 @@ def test_two_steps_on_real_subset_update_every_part(tiny_project):
     assert real.shape == (64, 1, 28, 28) and -1 <= float(real.min()) and float(real.max()) <= 1
     for _ in range(2):
         stats = trainer.train_step(real)
-    assert torch.isfinite(stats).all()
+    assert all(torch.isfinite(v) for v in stats.values())
     after = dict(list(trainer.G.state_dict().items()) + [("D." + k, v) for k, v in trainer.D.state_dict().items()])
     for prefix in ("fc.0.weight", "D.body.0.weight", "D.d_head.weight", "D.q_head.3.weight"):
         assert not torch.equal(before[prefix], after[prefix]), f"{prefix} was not trained"
@@ -39,10 +39,8 @@ def test_information_term_reaches_g_only_when_lambda_positive(tiny_project, lam,
     additions stay switched on: lambda = 0 must switch them off with it."""
     cli.prepare()
     cfg = load_config("params.yaml", "mnist", [f"train.lambda_cat={lam}", f"train.lambda_cont={lam / 10}",
-                                               "train.lambda_cat_warped=1.0", "train.real_info=1.0",
-                                               "train.real_pairs=true", "train.real_cont_roles=1.0",
-                                               "train.cont_purity=10", "train.cont_purity_from_epoch=1",
-                                               "train.slant_turn_charge=30", "train.slant_turn_from_epoch=1"])
+                                               "train.objective.role_purity.from_epoch=1",
+                                               "train.objective.slant_turn.from_epoch=1"])
     a, b = Trainer(cfg, tiny_project / "a"), Trainer(cfg, tiny_project / "b")
     b.D.load_state_dict(a.D.state_dict())
     b.G.load_state_dict(a.G.state_dict())
@@ -58,14 +56,14 @@ def test_information_term_reaches_g_only_when_lambda_positive(tiny_project, lam,
     assert same_g is not q_reaches_g
 
 
-def test_slant_turn_charge_reaches_g_from_its_own_epoch(tiny_project):
-    """cont_purity is on from epoch 1 in both runs; the turn charge of one of them starts at
-    epoch 2: one step in epoch 1 leaves the two G's equal, one step in epoch 2 does not."""
+def test_a_term_waits_for_its_epoch_and_then_reaches_g(tiny_project):
+    """role_purity from epoch 1 in both runs, slant_turn from epoch 2 in one of them: one step in
+    epoch 1 leaves the two G's equal, one step in epoch 2 does not."""
     cli.prepare()
-    purity = ["train.cont_purity=10", "train.cont_purity_from_epoch=1", "train.real_cont_roles=1.0"]
-    plain = Trainer(load_config("params.yaml", "mnist", purity), tiny_project / "plain")
-    charged = Trainer(load_config("params.yaml", "mnist", purity + ["train.slant_turn_charge=30",
-                                                                     "train.slant_turn_from_epoch=2"]),
+    purity = ["train.objective.role_purity.from_epoch=1"]
+    plain = Trainer(load_config("params.yaml", "mnist", purity + ["train.objective.slant_turn.weight=0"]),
+                    tiny_project / "plain")
+    charged = Trainer(load_config("params.yaml", "mnist", purity + ["train.objective.slant_turn.from_epoch=2"]),
                       tiny_project / "charged")
     real = next(plain.batches.epoch(torch.Generator().manual_seed(0)))
     for epoch, equal in ((0, True), (1, False)):  # Trainer.epoch is 0-based
@@ -76,20 +74,48 @@ def test_slant_turn_charge_reaches_g_from_its_own_epoch(tiny_project):
             torch.manual_seed(5)
             trainer.train_step(real)
         same_g = all(torch.equal(x, y) for x, y in zip(plain.G.parameters(), charged.G.parameters()))
-        assert same_g is equal, f"epoch {epoch + 1}: the charge must {'wait' if equal else 'reach G'}"
+        assert same_g is equal, f"epoch {epoch + 1}: the term must {'wait' if equal else 'reach G'}"
 
 
-@pytest.mark.parametrize("slant_by", ["shear", "rotation", "axis"])
-def test_real_continuous_roles_trains_q_and_d_body_only(tiny_project, slant_by):
+def _body_calls_per_step(trainer, real) -> int:
+    calls = []
+    handle = trainer.D.body.register_forward_hook(lambda *_: calls.append(1))
+    trainer.train_step(real)
+    handle.remove()
+    return len(calls)
+
+
+def test_a_term_that_is_off_costs_no_forward_pass(tiny_project):
+    """The paper's step passes D's body three times (real and generated in D's step, generated in
+    G's); each term that is on adds its own passes, and one that is off (weight 0, its lambda 0,
+    or before its epoch) adds none."""
+    cli.prepare()
+
+    def calls(*overrides, epoch=4):  # every term of the mnist preset is active from epoch 5 on
+        trainer = Trainer(load_config("params.yaml", "mnist", list(overrides)), tiny_project / "calls")
+        trainer.epoch = epoch
+        return _body_calls_per_step(trainer, next(trainer.batches.epoch(torch.Generator().manual_seed(0))))
+
+    assert calls("train.objective={}") == 3
+    assert calls() == 3 + 1 + 1 + 1  # real_info's augmented pair, warped_info, digit_roles
+    assert calls("train.objective.real_info.pairs=false") == 5
+    assert calls("train.objective.warped_info.weight=0", "train.objective.digit_roles.weight=0") == 4
+    assert calls("train.lambda_cont=0", "train.objective.real_info.weight=0",
+                 "train.objective.warped_info.weight=0") == 3
+    assert calls("train.objective.real_info.from_epoch=2", epoch=0) == 5
+
+
+def test_digit_roles_trains_q_and_d_body_only(tiny_project):
     """The real-image roles term: a finite squared error whose gradient reaches Q's head and
     D's body (it is part of D's step), never G."""
     cli.prepare()
-    cfg = load_config("params.yaml", "mnist", ["train.real_cont_roles=1.0", f"train.roles_slant_by={slant_by}"])
-    trainer = Trainer(cfg, tiny_project / "real_roles")
+    trainer = Trainer(load_config("params.yaml", "mnist"), tiny_project / "real_roles")
     real = next(trainer.batches.epoch(torch.Generator().manual_seed(0)))
-    term = trainer._real_continuous_roles(real)
-    assert torch.isfinite(term) and term.item() >= 0
-    term.backward()
+    term = next(t for t in trainer.objective.terms if t.name == "digit_roles")
+    ctx = trainer.context(real)
+    loss = term.loss(ctx)
+    assert torch.isfinite(loss) and loss.item() >= 0
+    loss.backward()
     assert trainer.D.q_head[3].weight.grad.abs().sum() > 0
     assert trainer.D.body[0].weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in trainer.G.parameters())
@@ -142,7 +168,7 @@ def test_full_chain_evaluate_and_traverse(tiny_project):
     assert header[:5] == ["step", "epoch", "images", "loss_d", "loss_g"]
 
     ckpt = _state(run / "checkpoint.pt")  # weights_only: no pickled code in checkpoints
-    g = generator_from_checkpoint(ckpt)  # no params.yaml needed
+    g = rebuild_generator(ckpt)  # no params.yaml needed
     with torch.no_grad():
         out = g(g.spec.assemble(g.spec.sample(4)))
     assert out.shape == (4, 1, 28, 28)
@@ -154,7 +180,8 @@ def test_full_chain_evaluate_and_traverse(tiny_project):
     assert 0 <= metrics["accuracy"] <= 1 and 0 <= metrics["nmi"] <= 1
     assert metrics["h_cat"] == pytest.approx(2.302585, abs=1e-5) and metrics["mi_cat"] <= metrics["h_cat"] + 1e-6
     assert set(metrics["continuous"]) == {"cont0", "cont1"}
-    assert set(metrics["continuous"]["cont0"]) == {"rotation", "thickness", "width"}
+    assert set(metrics["continuous"]["cont0"]) == {"skew", "rotation", "thickness", "width"}
+    assert metrics["continuous_roles"]["roles"] == {"cont0": "slant", "cont1": "width"} or metrics["continuous_roles"]["roles"] == {"cont1": "slant", "cont0": "width"}
     quality = metrics["image_quality"]
     assert quality["fid"] >= 0 and quality["fid_floor_train_vs_test"] >= 0
     assert quality["fid_floor_train_vs_test"] < quality["fid"]  # a 2-epoch toy G is far from real data
@@ -214,7 +241,7 @@ def test_dcgan64_trains_on_an_image_folder(tmp_path, monkeypatch):
     assert cli.prepare(experiment="lsun_bedroom")["train_count"] == 40
     summary = cli.train(experiment="lsun_bedroom")
     assert summary["steps"] == 2
-    g = generator_from_checkpoint(_state(tmp_path / "runs/lsun_bedroom/checkpoint.pt"))
+    g = rebuild_generator(_state(tmp_path / "runs/lsun_bedroom/checkpoint.pt"))
     with torch.no_grad():
         assert g(g.spec.assemble(g.spec.sample(2))).shape == (2, 3, 64, 64)
     metrics = cli.evaluate(experiment="lsun_bedroom")

@@ -1,40 +1,62 @@
-"""What a continuous code controls: image attributes measured on generated images.
+"""What a continuous code changes: attribute sets measured on generated images.
 
-- rotation: angle (degrees) of the ink's principal axis from vertical, from
-  second-order image moments; positive leans right. An axis is the same after half a turn,
-  so one image's angle lies in (-90, 90]; a sweep's angles are unwrapped along the sweep
-  (``unwrap_axial_rows``), or a wide digit whose axis turns through horizontal would read as
-  jumping by ~180 degrees (and, correlated with the code, as a large rotation in whichever
-  direction the jump happened to go).
-- thickness: mean stroke width, 2 * ink area / ink perimeter on the binarised
-  image (a stroke of width w and length L has area wL and perimeter ~2L).
-- width: horizontal extent once the slant is taken out, 4 * sqrt(cxx - cxy^2 / cyy): the
-  spread of x left after regressing x on y, i.e. the width of the digit deskewed by a
-  horizontal shear, as MNIST deskewing does. A shear leaves it exactly unchanged and a
-  horizontal stretch by a scales it by a. (The extent across the principal axis, used
-  before, shrinks as an upright round digit is slanted: r = -0.91 under pure shear of real
-  test digits from upright to 0.8, so a clean slant code read as "width" too.)
+Evaluation sweeps each continuous code for many latents (rows) and measures an attribute
+set (``evaluate.attributes``) on every image; a code's score for an attribute is the
+within-row correlation of the code's value with it. The core's set, ``image``, needs no
+knowledge of the data: brightness, the drawn area, where it lies and (colour images) the
+mean colour. Presets register sets that know their data, with a ``summarize`` that names
+each code's role and judges it against the preset's bar.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
 
-ATTRIBUTES = ("rotation", "thickness", "width")
+from .plugins import load_presets
+
+
+@dataclass(frozen=True)
+class AttributeSet:
+    name: str
+    # (images (N, C, H, W) in [-1, 1], rows of the row-major sweeps) -> attribute -> (N,) values
+    measure: Callable[[torch.Tensor, int], dict[str, np.ndarray]]
+    # (code -> attribute -> r, code -> attribute -> {"lo", "hi"}) -> {"roles": {code: name}, ...}
+    summarize: Callable[[dict, dict], dict]
+
+
+_SETS: dict[str, AttributeSet] = {}
+
+
+def register_attribute_set(attribute_set: AttributeSet) -> AttributeSet:
+    _SETS[attribute_set.name] = attribute_set
+    return attribute_set
+
+
+def attribute_sets() -> dict[str, AttributeSet]:
+    load_presets()
+    return dict(_SETS)
+
+
+def attribute_set(name: str) -> AttributeSet:
+    sets = attribute_sets()
+    if name not in sets:
+        raise ValueError(f"unknown attribute set {name!r}; allowed: {', '.join(sets)}")
+    return sets[name]
 
 
 def ink(images: torch.Tensor, keep_graph: bool = False) -> torch.Tensor:
-    """(N, C, H, W) in [-1, 1] -> (N, H, W) ink in [0, 1] (channels averaged); on the CPU and
-    detached unless ``keep_graph`` (a training loss differentiates through it)."""
+    """(N, C, H, W) in [-1, 1] -> (N, H, W) intensity in [0, 1] (channels averaged); on the
+    CPU and detached unless ``keep_graph`` (a training loss differentiates through it)."""
     x = images.float() if keep_graph else images.detach().float().cpu()
     return ((x.mean(1) + 1) / 2).clamp(0, 1)
 
 
-def second_moments(x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Ink mass and central second moments (pixels^2) of (N, H, W) ink images. ``shear`` is
-    the slope of x on y, positive for a right-leaning digit (what deskewing undoes);
-    ``deskewed_cxx`` the spread of x left once that slant is taken out; ``angle`` the principal
-    axis from vertical in radians, positive leaning right."""
+def image_moments(x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Mass, centroid (pixels) and central second moments (pixels^2) of (N, H, W) weights;
+    rows grow downwards."""
     n, h, w = x.shape
     ys = torch.arange(h, dtype=torch.float32, device=x.device).view(1, h, 1)
     xs = torch.arange(w, dtype=torch.float32, device=x.device).view(1, 1, w)
@@ -42,44 +64,37 @@ def second_moments(x: torch.Tensor) -> dict[str, torch.Tensor]:
     my = (x * ys).sum((1, 2)) / mass
     mx = (x * xs).sum((1, 2)) / mass
     dy, dx = ys - my.view(n, 1, 1), xs - mx.view(n, 1, 1)
-    cyy = (x * dy * dy).sum((1, 2)) / mass
-    cxx = (x * dx * dx).sum((1, 2)) / mass
-    cxy = (x * dx * dy).sum((1, 2)) / mass
-    # Rows grow downwards, so a right-leaning stroke has cxy < 0.
-    return {"mass": mass, "cxx": cxx, "cxy": cxy, "cyy": cyy, "shear": -cxy / cyy.clamp_min(1e-6),
-            "deskewed_cxx": (cxx - cxy * cxy / cyy.clamp_min(1e-6)).clamp_min(0),
-            "angle": -0.5 * torch.atan2(2 * cxy, cyy - cxx)}
+    return {"mass": mass, "mx": mx, "my": my, "cyy": (x * dy * dy).sum((1, 2)) / mass,
+            "cxx": (x * dx * dx).sum((1, 2)) / mass, "cxy": (x * dx * dy).sum((1, 2)) / mass}
 
 
-def axis_nearer_horizontal(images: torch.Tensor) -> torch.Tensor:
-    """(N,) bool, on the images' device: the digit's principal axis lies nearer horizontal than
-    vertical (ink spread cxx > cyy), as in a wide 2 or 7 lying down; a shear turns such an
-    axis against the turn it gives a tall digit (TrainConfig.roles_slant_by "axis")."""
-    m = second_moments(ink(images.detach(), keep_graph=True))  # keep_graph: stay on the device
-    return m["cxx"] > m["cyy"]
+def measure_image(images: torch.Tensor, rows: int) -> dict[str, np.ndarray]:
+    """The ``image`` set. The background is each image's border colour; the drawn part is
+    weighted by how far a pixel's colour is from it."""
+    x = (images.detach().float().cpu().clamp(-1, 1) + 1) / 2
+    border = torch.cat([x[:, :, 0], x[:, :, -1], x[:, :, :, 0], x[:, :, :, -1]], 2).mean(2)
+    drawn = (x - border[:, :, None, None]).abs().amax(1)
+    m = image_moments(drawn)
+    h, w = x.shape[-2:]
+    out = {"brightness": x.mean((1, 2, 3)), "drawn_area": (drawn > 0.25).float().mean((1, 2)),
+           "centre_x": m["mx"] / w, "centre_y": m["my"] / h}
+    if x.shape[1] == 3:
+        out.update({f"mean_{c}": x[:, i].mean((1, 2)) for i, c in enumerate(("red", "green", "blue"))})
+    return {k: v.numpy() for k, v in out.items()}
 
 
-def measure(images: torch.Tensor) -> dict[str, np.ndarray]:
-    """images: (N, 1, H, W) in [-1, 1] (or (N, C, H, W): channels are averaged)."""
-    x = ink(images)
-    m = second_moments(x)
-    rotation = torch.rad2deg(m["angle"])
-    width = 4 * torch.sqrt(m["deskewed_cxx"])
-    binary = (x > 0.5).float()
-    area = binary.sum((1, 2))
-    padded = torch.nn.functional.pad(binary, (1, 1, 1, 1))
-    perimeter = ((padded[:, 1:, :] != padded[:, :-1, :]).float().sum((1, 2))
-                 + (padded[:, :, 1:] != padded[:, :, :-1]).float().sum((1, 2)))
-    thickness = 2 * area / perimeter.clamp_min(1)
-    return {"rotation": rotation.numpy(), "thickness": thickness.numpy(), "width": width.numpy()}
+def strongest_attribute(table: dict, intervals: dict) -> dict:
+    """Each code's role: the attribute it follows most (largest |r|), with r and its interval."""
+    roles, detail = {}, {}
+    for code, row in table.items():
+        if row:
+            attr = max(row, key=lambda a: abs(row[a]))
+            roles[code] = attr
+            detail[code] = {"attribute": attr, "r": row[attr], "interval95": intervals[code][attr]}
+    return {"roles": roles, "codes": detail}
 
 
-def unwrap_axial_rows(angles_deg: np.ndarray, rows: int) -> np.ndarray:
-    """Axis angles (degrees) of ``rows`` row-major sweeps, made continuous along each row:
-    turning by half a turn gives the same axis, so a step over 90 degrees is the small turn
-    it differs from by 180."""
-    a = np.asarray(angles_deg, dtype=np.float64).reshape(rows, -1)
-    return np.unwrap(a, period=180.0, axis=1).reshape(np.shape(angles_deg))
+register_attribute_set(AttributeSet("image", measure_image, strongest_attribute))
 
 
 def _row_sums(values: np.ndarray, attribute: np.ndarray, rows: int) -> np.ndarray:

@@ -11,8 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-from .config import ConfigError, InfoGANConfig, experiment_names, load_config
-from .data import DataError
+from .config import ConfigError, InfoGANConfig
+from .params import experiment_names, load_config
+from .errors import DataError
 from .env import apply_tool_env
 
 RUNS_DIR = "runs"
@@ -94,7 +95,7 @@ def evaluate(params: str = "params.yaml", experiment: str | None = None, overrid
 def traverse(params: str = "params.yaml", experiment: str | None = None, overrides: list[str] | None = None,
              runs_dir: str = RUNS_DIR, run_name: str | None = None, out: str | None = None) -> dict:
     from . import traverse as traversal
-    from .train import select_device
+    from .checkpoint import select_device
 
     cfg, experiment = resolve(params, experiment, overrides)
     folder = run_dir(experiment, runs_dir, run_name)
@@ -114,7 +115,7 @@ def validate(params: str = "params.yaml", experiment: str | None = None, overrid
 
 
 def select(params: str = "params.yaml", metrics_dir: str = "metrics", out: str = "models/selected") -> dict:
-    from .config import experiment_names, load_pipeline_config
+    from .params import load_pipeline_config
     from .select import select as select_generator
 
     pc = load_pipeline_config(params)
@@ -128,7 +129,7 @@ def select(params: str = "params.yaml", metrics_dir: str = "metrics", out: str =
 
 def package(params: str = "params.yaml", selection_dir: str = "models/selected",
             record: str = "models/package.json") -> dict:
-    from .config import load_pipeline_config, read_params
+    from .params import load_pipeline_config, read_params
     from .package import package as package_generator
 
     pc = load_pipeline_config(params)
@@ -138,8 +139,22 @@ def package(params: str = "params.yaml", selection_dir: str = "models/selected",
     return record
 
 
+def config_docs(out: str = "docs/configuration.md", check: bool = False) -> bool:
+    from .config_docs import write
+
+    current = write(out, check=check)
+    if check and not current:
+        raise ConfigError(f"{out} is stale: run `python -m infogan config-docs`")
+    print(f"[config-docs] {out} is current" if current else f"[config-docs] wrote {out}")
+    return current
+
+
 COMMANDS = {"prepare": prepare, "train": train, "evaluate": evaluate, "traverse": traverse, "validate": validate,
-            "select": select, "package": package}
+            "select": select, "package": package, "config-docs": config_docs}
+# The module each command's work lives in (tests/test_structure.py derives dvc.yaml's deps from it).
+COMMAND_MODULES = {"prepare": "infogan.data", "train": "infogan.train", "evaluate": "infogan.evaluate",
+                   "traverse": "infogan.traverse", "validate": "infogan.params", "select": "infogan.select",
+                   "package": "infogan.package", "config-docs": "infogan.config_docs"}
 PER_EXPERIMENT = ("prepare", "train", "evaluate", "traverse", "validate")
 HELP = {
     "prepare": "locate, verify (SHA-256) and convert the dataset into data/prepared/",
@@ -149,6 +164,7 @@ HELP = {
     "validate": "check params.yaml (all experiments) and exit",
     "select": "rank the experiments' generators on pipeline.select.metric; write the winner to models/selected",
     "package": "save the selected generator into the BentoML model store and export a .bentomodel file",
+    "config-docs": "write docs/configuration.md from the schema's field descriptions (--check: only compare)",
 }
 
 
@@ -157,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, fn in COMMANDS.items():
         p = sub.add_parser(name, help=HELP[name], description=HELP[name])
-        p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+        if name != "config-docs":  # the one command that reads no params file
+            p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
         if name == "select":
             p.add_argument("--metrics-dir", default="metrics", help="folder of <experiment>.json (default: metrics)")
             p.add_argument("--out", default="models/selected", help="output folder (default: models/selected)")
@@ -166,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="the select stage's output (default: models/selected)")
             p.add_argument("--record", default="models/package.json",
                            help="where to write the packaged model's tag and metadata (default: models/package.json)")
+        if name == "config-docs":
+            p.add_argument("--out", default="docs/configuration.md", help="where to write (default: docs/configuration.md)")
+            p.add_argument("--check", action="store_true", help="exit 2 when the file is not current; write nothing")
         if name not in PER_EXPERIMENT:
             continue
         p.add_argument("-e", "--experiment", default=None,

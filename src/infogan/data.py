@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import DataError
+from .image_folders import IMAGE_SUFFIXES, LsunDataset, list_images, load_image_64
 from .io import atomic_torch_save, atomic_write_text
 
 IDX_FILES = {
@@ -54,11 +56,6 @@ CLASS_NAMES = {
     "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                       "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
 }
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
-
-
-class DataError(RuntimeError):
-    """Missing, corrupt or unusable data; the message says what and where to put it."""
 
 
 # ---------------------------------------------------------------------------- IDX
@@ -220,61 +217,6 @@ def locate_idx(cfg_data) -> tuple[dict[str, torch.Tensor], str]:
                     f"or list their folder in data.local_dirs. Tried:\n  " + "\n  ".join(tried))
 
 
-# ---------------------------------------------------------------------------- images (64x64)
-
-def list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-
-
-def _square_64(im) -> np.ndarray:
-    """PIL image -> centre-cropped, 64x64, uint8 (3, 64, 64)."""
-    from PIL import Image
-
-    im = im.convert("RGB")
-    w, h = im.size
-    side = min(w, h)
-    im = im.crop(((w - side) // 2, (h - side) // 2, (w + side) // 2, (h + side) // 2))
-    return np.asarray(im.resize((64, 64), Image.BILINEAR), dtype=np.uint8).transpose(2, 0, 1).copy()
-
-
-def _load_image_64(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return _square_64(im)
-    except OSError as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from exc
-
-
-class ImageFileDataset(torch.utils.data.Dataset):
-    def __init__(self, paths: list[Path]):
-        self.paths = paths
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return torch.from_numpy(_load_image_64(self.paths[i]))
-
-
-class LsunDataset(torch.utils.data.Dataset):
-    def __init__(self, root: str, classes: list[str]):
-        import torchvision
-
-        try:
-            self.inner = torchvision.datasets.LSUN(root, classes=classes)
-        except ImportError as exc:
-            raise DataError("LSUN needs the lmdb package: pip install 'infogan-pipeline[lsun]'") from exc
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        img, _ = self.inner[i]
-        return torch.from_numpy(_square_64(img))
-
-
 def _first_existing(cfg_data) -> Path:
     for template in cfg_data.local_dirs:
         folder = _expand(template, cfg_data.dataset)
@@ -313,7 +255,7 @@ def prepare(cfg_data) -> dict:
         if not paths:
             raise DataError(f"{folder} holds no images ({sorted(IMAGE_SUFFIXES)})")
         if len(paths) <= cfg_data.in_memory_max_images:
-            images = torch.stack([torch.from_numpy(_load_image_64(p)) for p in paths])
+            images = torch.stack([torch.from_numpy(load_image_64(p)) for p in paths])
             atomic_torch_save({"images": images, "labels": torch.full((len(images),), -1)}, out / "train.pt")
         else:
             (out / "train.pt").unlink(missing_ok=True)
@@ -360,63 +302,3 @@ def load_split(cfg_data, split: str) -> Split | None:
 def to_unit_range(images_uint8: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float [-1, 1] (G ends in tanh)."""
     return images_uint8.float().mul_(2.0 / 255.0).sub_(1.0)
-
-
-class DeviceTensorBatches:
-    """A small dataset held as one uint8 tensor on the training device; batches by index."""
-
-    def __init__(self, images: torch.Tensor, batch_size: int, device: torch.device):
-        if len(images) < batch_size:
-            raise DataError(f"{len(images)} training images is fewer than one batch ({batch_size}); "
-                            f"lower train.batch_size")
-        self.images = images.to(device)
-        self.batch_size = batch_size
-        self.device = device
-
-    def __len__(self) -> int:
-        return len(self.images) // self.batch_size
-
-    def epoch(self, generator: torch.Generator, rank: int = 0, world: int = 1):
-        """One pass in the order ``generator`` draws; with ``world`` ranks, this rank's slice
-        of every global batch (the same global batches as a single process)."""
-        order = torch.randperm(len(self.images), generator=generator).to(self.device)
-        part = self.batch_size // world
-        for i in range(len(self)):
-            idx = order[i * self.batch_size + rank * part:i * self.batch_size + (rank + 1) * part]
-            yield to_unit_range(self.images.index_select(0, idx))
-
-
-class StreamingBatches:
-    """A large dataset streamed from disk by DataLoader workers."""
-
-    def __init__(self, dataset: torch.utils.data.Dataset, batch_size: int, device: torch.device, workers: int):
-        self.dataset, self.batch_size, self.device, self.workers = dataset, batch_size, device, workers
-
-    def __len__(self) -> int:
-        return len(self.dataset) // self.batch_size
-
-    def epoch(self, generator: torch.Generator, rank: int = 0, world: int = 1):
-        order = torch.randperm(len(self.dataset), generator=generator)[:len(self) * self.batch_size]
-        part = self.batch_size // world
-        mine = order.view(len(self), world, part)[:, rank].reshape(-1).tolist()
-        loader = torch.utils.data.DataLoader(
-            self.dataset, batch_size=part, sampler=mine, drop_last=True,
-            num_workers=self.workers, pin_memory=self.device.type == "cuda", persistent_workers=False)
-        for batch in loader:
-            yield to_unit_range(batch.to(self.device, non_blocking=True))
-
-
-def training_batches(cfg, device: torch.device):
-    data = cfg.data
-    path = prepared_path(data)
-    if (path / "train.pt").is_file():
-        split = load_split(data, "train")
-        return DeviceTensorBatches(split.images, cfg.train.batch_size, device), split.images.shape[1]
-    if data.dataset == "image_folder" and (path / "files.txt").is_file():
-        paths = [Path(p) for p in (path / "files.txt").read_text().splitlines() if p]
-        paths = paths[:subset_count(data, "train", len(paths), path / "files.txt")]
-        return StreamingBatches(ImageFileDataset(paths), cfg.train.batch_size, device, data.num_workers), 3
-    if data.dataset == "lsun" and (path / "lsun_root.txt").is_file():
-        ds = LsunDataset((path / "lsun_root.txt").read_text().strip(), data.lsun_classes)
-        return StreamingBatches(ds, cfg.train.batch_size, device, data.num_workers), 3
-    raise DataError(f"no prepared data under {path}: run `python -m infogan prepare` first")

@@ -6,41 +6,23 @@ is how a later stage chooses the best generator.
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import losses
-from .attributes import (ATTRIBUTES, measure, unwrap_axial_rows, within_row_correlation,
-                         within_row_correlation_interval)
+from .attributes import attribute_set, within_row_correlation, within_row_correlation_interval
+from .checkpoint import load_checkpoint, rebuild_models, select_device
 from .config import InfoGANConfig
 from .data import load_split
 from .features import features, frechet_distance, load_or_train_feature_net, prdc
-from .io import atomic_write_json
+from .io import atomic_write_json, file_sha256
 from .latent import LatentBatch, LatentSpec
 from .metrics import bn_calibrated, categorical_scores
-from .nets import Discriminator, Generator
+from .nets import Generator
+from .objective import info_nll
 from .tracking import RunLogger
-from .train import load_checkpoint, select_device
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def rebuild(ckpt: dict, device: torch.device) -> tuple[Generator, Discriminator, LatentSpec]:
-    g = Generator(**ckpt["generator_args"]).to(device)
-    g.load_state_dict(ckpt["generator"])
-    d = Discriminator(**ckpt["discriminator_args"]).to(device)
-    d.load_state_dict(ckpt["discriminator"])
-    return g.eval(), d.eval(), LatentSpec.from_dict(ckpt["latent"])
 
 
 @torch.no_grad()
@@ -58,7 +40,7 @@ def information(g, d, spec: LatentSpec, n: int, seed: int, device, batch: int) -
     BatchNorm statistics of G's samples (another ``n`` of them), as in training, where Q only
     ever sees batches of G's samples. With D's running statistics instead (an average over
     real, generated and warped batches) the continuous codes' L_I read -3.8 nats where
-    training logged +2.0 for the same checkpoint (README "Evaluation")."""
+    training logged +2.0 for the same checkpoint (docs/evaluation.md)."""
     gen = torch.Generator().manual_seed(seed)
     calibration = torch.Generator().manual_seed(seed + 3)
     d = bn_calibrated(d, (g(spec.assemble(spec.sample(min(batch, n - i), calibration, device)))
@@ -68,7 +50,7 @@ def information(g, d, spec: LatentSpec, n: int, seed: int, device, batch: int) -
     while done < n:
         m = min(batch, n - done)
         codes = spec.sample(m, gen, device)
-        terms = losses.info_nll(spec, d(g(spec.assemble(codes)))[1], codes)
+        terms = info_nll(spec, d(g(spec.assemble(codes)))[1], codes)
         cat_sum += float(terms.cat_nll) * m
         cont_sum += float(terms.cont_nll) * m
         done += m
@@ -88,91 +70,34 @@ def code_sweep(spec: LatentSpec, base: LatentBatch, code: int, values: torch.Ten
     return LatentBatch(base.z.repeat_interleave(steps, 0), base.cat.repeat_interleave(steps, 0), cont)
 
 
-def continuous_code_sweeps(g, spec: LatentSpec, rows: int, steps: int, span: float, seed: int,
+def continuous_code_sweeps(g, spec: LatentSpec, measure, rows: int, steps: int, span: float, seed: int,
                            device) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
     """For each continuous code: sweep it over [-span, span] for ``rows`` random latents
-    (other continuous codes at 0); the code's values and each image attribute, row-major,
-    rotation unwrapped along each sweep."""
+    (other continuous codes at 0); the code's values and each attribute ``measure`` reads,
+    row-major."""
     gen = torch.Generator().manual_seed(seed)
     base = spec.sample(rows, gen)
     values = torch.linspace(-span, span, steps)
     sweeps = {}
     for j in range(spec.continuous):
         latents = code_sweep(spec, base, j, values)
-        attrs = measure(generate(g, spec, latents, device))
-        attrs["rotation"] = unwrap_axial_rows(attrs["rotation"], rows)
+        attrs = measure(generate(g, spec, latents, device), rows)
         sweeps[f"cont{j}"] = (latents.cont[:, j].numpy(), attrs)
     return sweeps
 
 
 def continuous_code_effects(sweeps: dict, rows: int) -> dict[str, dict[str, float]]:
-    """Within-row correlation of each continuous code with each image attribute over
+    """Within-row correlation of each continuous code with each attribute over
     ``continuous_code_sweeps``' ``rows`` latents."""
-    return {code: {a: within_row_correlation(values, attrs[a], rows) for a in ATTRIBUTES}
+    return {code: {a: within_row_correlation(values, attrs[a], rows) for a in attrs}
             for code, (values, attrs) in sweeps.items()}
 
 
 def continuous_code_intervals(sweeps: dict, rows: int) -> dict[str, dict[str, dict[str, float]]]:
     """The same table's 95 % bootstrap intervals over latents, as {"lo", "hi"} per cell."""
     return {code: {a: dict(zip(("lo", "hi"), within_row_correlation_interval(values, attrs[a], rows)))
-                   for a in ATTRIBUTES}
+                   for a in attrs}
             for code, (values, attrs) in sweeps.items()}
-
-
-# The continuous-code bar: each role's code follows its own attribute at least this well ...
-ROLE_R_MIN = 0.8
-# ... and the other role's attribute at most this much (|within-row r|).
-CROSS_R_MAX = 0.3
-
-
-def _abs_interval(interval: dict[str, float]) -> dict[str, float]:
-    lo, hi = interval["lo"], interval["hi"]
-    if lo <= 0 <= hi:
-        return {"lo": 0.0, "hi": max(-lo, hi)}
-    return dict(zip(("lo", "hi"), sorted([abs(lo), abs(hi)])))
-
-
-def _meets_bar(own: tuple[float, ...], cross: tuple[float, ...]) -> bool:
-    return bool(min(own) >= ROLE_R_MIN and max(cross) <= CROSS_R_MAX)
-
-
-def code_roles(table: dict[str, dict[str, float]], intervals: dict | None = None) -> dict:
-    """Which code tracks rotation, which tracks thickness/width (best one-to-one by |r|),
-    and the 2x2 table the paper's claim is judged on; with ``intervals`` (see
-    ``continuous_code_intervals``) also each figure's 95 % interval and whether the bar holds
-    across it, not just at the point estimate."""
-    codes = list(table)
-    if len(codes) < 2:
-        return {}
-    best = None
-    for rot_code in codes:
-        for other in codes:
-            if other == rot_code:
-                continue
-            for shape_attr in ("thickness", "width"):
-                score = abs(table[rot_code]["rotation"]) + abs(table[other][shape_attr])
-                if best is None or score > best[0]:
-                    best = (score, rot_code, other, shape_attr)
-    _, rot_code, shape_code, shape_attr = best
-    roles = {
-        "rotation_code": rot_code, "shape_code": shape_code, "shape_attribute": shape_attr,
-        "table": {rot_code: {"rotation": table[rot_code]["rotation"], shape_attr: table[rot_code][shape_attr]},
-                  shape_code: {"rotation": table[shape_code]["rotation"], shape_attr: table[shape_code][shape_attr]}},
-        "rotation_r": abs(table[rot_code]["rotation"]),
-        "rotation_cross_r": abs(table[rot_code][shape_attr]),
-        "shape_r": abs(table[shape_code][shape_attr]),
-        "shape_cross_r": abs(table[shape_code]["rotation"]),
-    }
-    roles["meets_bar"] = _meets_bar((roles["rotation_r"], roles["shape_r"]),
-                                    (roles["rotation_cross_r"], roles["shape_cross_r"]))
-    if intervals is not None:
-        cells = {"rotation_r": (rot_code, "rotation"), "rotation_cross_r": (rot_code, shape_attr),
-                 "shape_r": (shape_code, shape_attr), "shape_cross_r": (shape_code, "rotation")}
-        ci = {key: _abs_interval(intervals[code][attr]) for key, (code, attr) in cells.items()}
-        roles["interval95"] = ci
-        roles["meets_bar_across_interval"] = _meets_bar((ci["rotation_r"]["lo"], ci["shape_r"]["lo"]),
-                                                        (ci["rotation_cross_r"]["hi"], ci["shape_cross_r"]["hi"]))
-    return roles
 
 
 def image_quality(cfg: InfoGANConfig, g, spec, device, train_split, test_split) -> dict:
@@ -205,7 +130,7 @@ def evaluate(cfg: InfoGANConfig, checkpoint: str | Path, out_json: str | Path | 
     t0 = time.perf_counter()
     device = select_device(cfg.train.device)
     ckpt = load_checkpoint(checkpoint, device)
-    g, d, spec = rebuild(ckpt, device)
+    g, d, spec = rebuild_models(ckpt, device)
     ec = cfg.evaluate
     result: dict = {
         "checkpoint": str(checkpoint),
@@ -225,13 +150,15 @@ def evaluate(cfg: InfoGANConfig, checkpoint: str | Path, out_json: str | Path | 
         result["nmi"] = scores[0]["nmi"]
     result.update(information(g, d, spec, ec.n_samples, ec.seed, device, ec.batch_size))
     if spec.continuous:
-        sweeps = continuous_code_sweeps(g, spec, ec.traversal_rows, ec.traversal_steps, ec.traversal_range,
-                                        ec.seed + 2, device)
+        attributes = attribute_set(ec.attributes)
+        sweeps = continuous_code_sweeps(g, spec, attributes.measure, ec.traversal_rows, ec.traversal_steps,
+                                        ec.traversal_range, ec.seed + 2, device)
         table = continuous_code_effects(sweeps, ec.traversal_rows)
         intervals = continuous_code_intervals(sweeps, ec.traversal_rows)
+        result["continuous_attributes"] = attributes.name
         result["continuous"] = table
         result["continuous_interval95"] = intervals
-        result["continuous_roles"] = code_roles(table, intervals)
+        result["continuous_roles"] = attributes.summarize(table, intervals)
     if ec.fid and labelled:
         result["image_quality"] = image_quality(cfg, g, spec, device, train, test)
     result["seconds"] = round(time.perf_counter() - t0, 2)

@@ -1,8 +1,11 @@
-"""Writes that never leave a half-written file: temp file in the same folder, then rename."""
+"""Leaf helpers for files: atomic writes (temp file in the same folder, then rename), safe
+checkpoint loads, content hashes and the git revision a file was made from."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import subprocess
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,3 +48,23 @@ def atomic_write_json(path: str | Path, obj) -> None:
 def safe_load(path: str | Path, map_location="cpu") -> dict:
     """Checkpoints hold tensors and plain containers only; never unpickle code."""
     return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def git_revision(cwd: str | Path = ".") -> str:
+    """HEAD's commit, with ``-dirty`` when tracked files differ from it; ``unknown`` outside git."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"

@@ -111,10 +111,3 @@ def build_models(cfg, channels: int | None = None) -> tuple[Generator, Discrimin
     d = Discriminator(cfg.model.arch, latent, cfg.model.base_channels, channels,
                       cfg.model.q_hidden, cfg.model.leaky_slope)
     return g, d
-
-
-def generator_from_checkpoint(ckpt: dict) -> Generator:
-    """Rebuild G from a checkpoint dict alone (no params.yaml needed)."""
-    g = Generator(**ckpt["generator_args"])
-    g.load_state_dict(ckpt["generator"])
-    return g.eval()

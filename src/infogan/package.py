@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 from .config import PackageConfig
-from .io import atomic_path, atomic_write_json
+from .io import atomic_path, atomic_write_json, git_revision
 from .select import GENERATOR_FILE, SELECTION_FILE
 
 # Where the project keeps its BentoML store unless BENTOML_HOME says otherwise.
@@ -22,26 +21,9 @@ DEFAULT_BENTOML_HOME = ".bentoml"
 HEADLINE_METRICS = ("accuracy", "nmi", "mi_cat", "h_cat")
 
 
-def git_revision(cwd: str | Path = ".") -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return rev + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def code_roles(metrics: dict) -> dict[str, str]:
-    """Continuous code -> the image attribute evaluation found it controls (for labels and UIs)."""
-    roles = metrics.get("continuous_roles") or {}
-    found = {}
-    if roles.get("rotation_code"):
-        found[roles["rotation_code"]] = "rotation"
-    if roles.get("shape_code") and roles.get("shape_attribute"):
-        found[roles["shape_code"]] = roles["shape_attribute"]
-    return found
+    """Continuous code -> the role evaluation found it plays (for labels and UIs)."""
+    return dict((metrics.get("continuous_roles") or {}).get("roles") or {})
 
 
 def headline(metrics: dict) -> dict:
@@ -52,9 +34,9 @@ def headline(metrics: dict) -> dict:
         if isinstance(quality.get(key), (int, float)):
             out[f"image_quality_{key}"] = quality[key]
     roles = metrics.get("continuous_roles") or {}
-    for key in ("rotation_r", "rotation_cross_r", "shape_r", "shape_cross_r"):
-        if isinstance(roles.get(key), (int, float)):
-            out[key] = roles[key]
+    for key, value in roles.items():
+        if key.endswith("_r") and isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = value
     for code, attribute in code_roles(metrics).items():
         out[f"{code}_controls"] = attribute
     return out

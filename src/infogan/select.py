@@ -12,9 +12,9 @@ import math
 from pathlib import Path
 
 from .config import ConfigError, SelectConfig
-from .evaluate import file_sha256
-from .io import atomic_torch_save, atomic_write_json, safe_load
-from .tracking import mark_best
+from .best_alias import mark_best
+from .checkpoint import generator_blob, load_checkpoint
+from .io import atomic_torch_save, atomic_write_json, file_sha256
 
 GENERATOR_FILE = "generator.pt"
 SELECTION_FILE = "selection.json"
@@ -45,12 +45,6 @@ def rank(candidates: dict[str, dict], sc: SelectConfig) -> list[dict]:
     return rows
 
 
-def generator_blob(ckpt: dict) -> dict:
-    """The part of a training checkpoint that rebuilds G anywhere (no optimiser, no D)."""
-    return {"format": ckpt.get("format"), "generator_args": ckpt["generator_args"], "latent": ckpt["latent"],
-            "generator": ckpt["generator"], "epoch": ckpt.get("epoch"), "images_seen": ckpt.get("images_seen")}
-
-
 def select(sc: SelectConfig, metrics_files: dict[str, Path], out_dir: str | Path) -> dict:
     """``metrics_files``: experiment -> its evaluation metrics JSON."""
     names = sc.experiments or sorted(metrics_files)
@@ -69,7 +63,7 @@ def select(sc: SelectConfig, metrics_files: dict[str, Path], out_dir: str | Path
         raise ConfigError(f"{checkpoint} is not the checkpoint its metrics scored (missing or changed since); "
                           f"re-run `python -m infogan evaluate -e {best['experiment']}`")
     out_dir = Path(out_dir)
-    blob = generator_blob(safe_load(checkpoint))
+    blob = generator_blob(load_checkpoint(checkpoint))
     blob["experiment"] = best["experiment"]
     atomic_torch_save(blob, out_dir / GENERATOR_FILE)
     record = {"metric": sc.metric, "mode": sc.mode, "winner": best, "ranking": ranking,

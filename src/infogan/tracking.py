@@ -1,33 +1,22 @@
 """Experiment tracking: the one writer of the logs DVC plots and the one sender to W&B.
 
-``RunLogger`` writes a training run's ``logs/steps.tsv`` (per logged step: losses, L_I
-against H(c)) and ``logs/epochs.json`` (per epoch: accuracy, NMI, speed) and sends the
-very same numbers to Weights & Biases, so the DVC plots and the W&B charts cannot disagree.
-It also sends what evaluation and traversal produce, and the checkpoint as a ``model``
-artifact.
+``RunLogger`` writes a training run's ``logs/steps.tsv`` (per logged step: losses, L_I against
+H(c), each objective term) and ``logs/epochs.json`` (per epoch) and sends the very same numbers
+to Weights & Biases, so the DVC plots and the W&B charts cannot disagree. It also sends what
+evaluation and traversal produce, and the checkpoint as a ``model`` artifact.
 
-W&B runs (``tracking.wandb`` in params.yaml):
-- mode ``auto`` is online when an API key is configured (``WANDB_API_KEY``, or a netrc entry
-  for the W&B host, as ``wandb login`` writes), else offline; ``WANDB_MODE``, when set, wins
-  over params. Offline runs land in ``$WANDB_DIR/wandb/offline-run-*`` (the CLI sets
-  WANDB_DIR to the project root; see infogan.env) and upload with ``wandb sync``. An online
-  run that cannot start (no network) falls back to offline: tracking never fails a stage.
-- one run per job: ``train`` (per-step and per-epoch metrics, progress grids, the model
-  artifact), ``evaluate`` (the metrics JSON, continuous-code correlations), ``traverse``
-  (traversal grids, a code/value/image table, GIFs), ``select`` (moves the ``best`` alias);
-  all grouped by experiment (``group``), tagged with the git revision and DVC_EXP_NAME.
-- a resumed training continues the same W&B run: its id is kept in
-  ``runs/<experiment>/wandb_run.json`` (a fresh start gets a new id). Offline, each resume
-  writes one more ``offline-run-*-<id>`` folder; ``wandb sync`` uploads them in order into
-  the one run.
-- mode ``disabled`` writes only the DVC logs and never imports wandb.
+- mode: ``infogan.tracking_mode``. Offline runs land in ``$WANDB_DIR/wandb/offline-run-*`` and
+  upload with ``wandb sync``; an online run that cannot start falls back to offline: tracking
+  never fails a stage. ``disabled`` writes only the DVC logs and never imports wandb.
+- one run per job (train, evaluate, traverse, select), grouped by experiment, tagged with the
+  git revision and DVC_EXP_NAME. A resumed training continues its W&B run (its id is kept in
+  ``runs/<experiment>/wandb_run.json``).
 """
 from __future__ import annotations
 
 import csv
 import json
 import math
-import netrc
 import os
 import secrets
 import string
@@ -35,68 +24,21 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from .config import InfoGANConfig, WandbConfig
-from .io import atomic_path, atomic_write_json
+from .io import atomic_path, atomic_write_json, git_revision
+from .tracking_mode import api_key_configured, resolve_mode  # noqa: F401 - part of this API
 
+# The first columns of logs/steps.tsv; the objective's term names follow them.
 STEP_COLUMNS = ["step", "epoch", "images", "loss_d", "loss_g", "info_cat_nll", "info_cont_nll",
                 "mi_cat", "h_cat", "mi_cont", "h_cont"]
 STEPS_FILE = Path("logs") / "steps.tsv"
 EPOCHS_FILE = Path("logs") / "epochs.json"
 RUN_RECORD = "wandb_run.json"  # the training run's W&B id (resume continues it), mode, folder, model artifact
-BEST_ALIAS = "best"
-# The hosts whose netrc entry counts as a configured key when WANDB_BASE_URL is not set
-# (wandb 0.31's default API host and the W&B SaaS host behind it).
-DEFAULT_API_HOSTS = ("api.forge.coreweave.com", "api.wandb.ai")
-_ENV_MODES = {"online": "online", "run": "online", "offline": "offline", "dryrun": "offline",
-              "disabled": "disabled"}
 
 
 def _say(message: str) -> None:
     print(f"[tracking] {message}", file=sys.stderr, flush=True)
-
-
-# ---------------------------------------------------------------------------- mode
-def _netrc_path() -> Path | None:
-    if os.environ.get("NETRC"):
-        return Path(os.environ["NETRC"]).expanduser()
-    for name in ("~/.netrc", "~/_netrc"):
-        path = Path(name).expanduser()
-        if path.exists():
-            return path
-    return None
-
-
-def api_key_configured() -> bool:
-    """True when W&B could authenticate without asking: an API key (or identity token file) in
-    the environment, or a netrc entry for the W&B API host. Reads files only; no network."""
-    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
-        return True
-    path = _netrc_path()
-    if path is None or not path.is_file():
-        return False
-    base = os.environ.get("WANDB_BASE_URL")
-    hosts = [urlsplit(base).netloc] if base else list(DEFAULT_API_HOSTS)
-    try:
-        entries = netrc.netrc(str(path))
-    except (netrc.NetrcParseError, OSError):
-        return False
-    return any((entries.authenticators(h) or (None, None, None))[2] for h in hosts if h)
-
-
-def resolve_mode(wc: WandbConfig) -> tuple[str, str]:
-    """(online | offline | disabled, why). WANDB_MODE (and WANDB_DISABLED) win over params."""
-    if os.environ.get("WANDB_DISABLED", "").lower() in ("true", "1", "yes"):
-        return "disabled", "WANDB_DISABLED is set"
-    env = os.environ.get("WANDB_MODE", "").strip().lower()
-    if env in _ENV_MODES:
-        return _ENV_MODES[env], f"WANDB_MODE={env}"
-    if wc.mode != "auto":
-        return wc.mode, f"tracking.wandb.mode={wc.mode}"
-    if api_key_configured():
-        return "online", "auto: an API key is configured"
-    return "offline", "auto: no API key configured"
 
 
 def new_run_id() -> str:
@@ -106,8 +48,6 @@ def new_run_id() -> str:
 
 def run_context(experiment: str, job_type: str) -> dict[str, Any]:
     """Provenance every W&B run carries: git revision, DVC experiment (set by `dvc exp run`)."""
-    from .package import git_revision  # late: package imports select, which imports us
-
     return {"experiment": experiment, "job_type": job_type, "git_revision": git_revision(),
             "dvc_exp_name": os.environ.get("DVC_EXP_NAME") or None,
             "dvc_exp_baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV") or None}
@@ -140,7 +80,6 @@ def _flatten(node: Any, prefix: str, out: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-# ---------------------------------------------------------------------------- the logger
 class RunLogger:
     """One job's tracking. For ``job_type="train"`` it also owns the run folder's DVC logs.
 
@@ -162,6 +101,7 @@ class RunLogger:
         self.mode = "disabled"
         self.init_seconds = 0.0
         self._wandb = None
+        self.columns = list(STEP_COLUMNS)
 
     # -------------------------------------------------------------- files (train only)
     @property
@@ -179,7 +119,7 @@ class RunLogger:
     def _reset_files(self) -> None:
         self.epochs_path.unlink(missing_ok=True)
         with atomic_path(self.steps_path) as tmp, open(tmp, "w", newline="") as fh:
-            csv.writer(fh, delimiter="\t").writerow(STEP_COLUMNS)
+            csv.writer(fh, delimiter="\t").writerow(self.columns)
 
     def _prune_files(self, epoch: int) -> None:
         """After a resume, drop rows of the epoch that was interrupted (and any torn last line)."""
@@ -188,10 +128,10 @@ class RunLogger:
             return
         with open(self.steps_path, newline="") as fh:
             rows = list(csv.reader(fh, delimiter="\t"))
-        kept = [STEP_COLUMNS]
-        for row in rows[1:]:
+        kept = [self.columns]
+        for row in rows[1:] if rows and rows[0] == self.columns else []:
             try:
-                if len(row) == len(STEP_COLUMNS) and int(row[1]) <= epoch:
+                if len(row) == len(self.columns) and int(row[1]) <= epoch:
                     kept.append(row)
             except ValueError:
                 continue
@@ -205,9 +145,11 @@ class RunLogger:
             return None
 
     # -------------------------------------------------------------- start / finish
-    def start(self, resume: bool = False, epoch: int = 0) -> "RunLogger":
+    def start(self, resume: bool = False, epoch: int = 0, columns: list[str] | None = None) -> "RunLogger":
         """``resume``: a training that loaded its checkpoint (at ``epoch``): keep its logs up to
-        that epoch and continue its W&B run. Otherwise a training starts its logs afresh."""
+        that epoch and continue its W&B run. Otherwise a training starts its logs afresh.
+        ``columns``: those of steps.tsv (default STEP_COLUMNS)."""
+        self.columns = list(columns or STEP_COLUMNS)
         if self.job_type == "train":
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.steps_path.parent.mkdir(parents=True, exist_ok=True)
@@ -312,16 +254,17 @@ class RunLogger:
         self.finish(failed=exc_type is not None)
 
     # -------------------------------------------------------------- training
-    def log_steps(self, rows: list[list]) -> None:
-        """Append per-step rows (STEP_COLUMNS) to steps.tsv and send them."""
+    def log_steps(self, rows: list[dict]) -> None:
+        """Append per-step rows (named by ``columns``; a missing value stays empty) to
+        steps.tsv and send them."""
         if not rows:
             return
         with open(self.steps_path, "a", newline="") as fh:
-            csv.writer(fh, delimiter="\t").writerows(rows)
+            csv.DictWriter(fh, self.columns, restval="", delimiter="\t").writerows(rows)
 
         def send():
             for row in rows:
-                self.run.log({f"train/{k}": v for k, v in zip(STEP_COLUMNS, row)})
+                self.run.log({f"train/{k}": v for k, v in row.items() if v is not None})
         self._send("step metrics", send)
 
     def log_epoch(self, record: dict, history: list[dict], grid: str | Path | None = None) -> None:
@@ -405,117 +348,3 @@ class RunLogger:
             data["traverse/table"] = table
             self.run.log(data)
         self._send("traversals", send)
-
-
-# ---------------------------------------------------------------------------- the `best` alias
-def mark_best(run_dir_or_id: str | Path, metric: str | None = None, value: float | None = None,
-              experiment: str | None = None, wc: WandbConfig | None = None) -> dict | None:
-    """Point the ``best`` alias of the model artifact collection at this run's checkpoint.
-
-    ``run_dir_or_id``: a training run folder (holding ``wandb_run.json`` and ``checkpoint.pt``)
-    or a W&B run id (online only: its last logged model artifact gets the alias).
-    Online, the version the experiment's alias names gets ``best`` through the W&B API (after
-    checking it holds this checkpoint). Offline (or if that fails), a short ``select`` job run
-    logs the same checkpoint file again with the alias: W&B checksums artifact contents, so
-    this adds ``best`` to the existing version instead of making a new one; it takes effect at
-    ``wandb sync``, and W&B also moves ``latest`` onto that version (log_artifact always adds
-    it). An alias names one version of a collection, so ``best`` leaves the previous winner.
-    Returns what was done, or None when tracking is off or the run was never tracked. Never
-    raises.
-    """
-    try:
-        return _mark_best(run_dir_or_id, metric, value, experiment, wc)
-    except Exception as exc:  # noqa: BLE001 - selection must not fail because of tracking
-        _say(f"could not mark the best model in W&B ({exc!r})")
-        return None
-
-
-def _mark_best(run_dir_or_id, metric, value, experiment, wc) -> dict | None:
-    path = Path(run_dir_or_id)
-    record = None
-    if (path / RUN_RECORD).is_file():
-        record = json.loads((path / RUN_RECORD).read_text())
-    wc = wc or WandbConfig(project=(record or {}).get("project") or WandbConfig().project,
-                           entity=(record or {}).get("entity"),
-                           model_artifact=(record or {}).get("model_artifact") or WandbConfig().model_artifact)
-    mode, why = resolve_mode(wc)
-    if mode == "disabled":
-        return None
-    if record is None:
-        if path.exists():
-            _say(f"{path} has no {RUN_RECORD} (trained without W&B tracking); no `best` alias set")
-            return None
-        return _mark_best_by_id(str(run_dir_or_id), wc, mode)
-    if not record.get("model_artifact") or not (path / "checkpoint.pt").is_file():
-        _say(f"run {record.get('id')} logged no model artifact; no `best` alias set")
-        return None
-    experiment = experiment or record.get("group") or path.name
-    if mode == "online":
-        try:
-            return _mark_best_online(path / "checkpoint.pt", record, experiment, wc)
-        except Exception as exc:  # noqa: BLE001 - fall back to re-logging the checkpoint
-            _say(f"could not move `{BEST_ALIAS}` through the W&B API ({exc!r}); re-logging the checkpoint instead")
-    logger = RunLogger(path, None, experiment, job_type="select", wc=wc)
-    with logger.start():
-        if logger.run is None:
-            return None
-        logger.run.config.update({"select": {"metric": metric, "value": value, "train_run_id": record["id"]}},
-                                 allow_val_change=True)
-        art = logger._wandb.Artifact(record["model_artifact"], type="model")
-        art.add_file(str(path / "checkpoint.pt"), name="checkpoint.pt")
-        logger.run.log_artifact(art, aliases=[BEST_ALIAS])
-        if metric is not None and value is not None:
-            logger.run.summary.update({"select/metric": metric, "select/value": value})
-        done = {"mode": logger.mode, "select_run_id": logger.run.id, "train_run_id": record["id"],
-                "artifact": f"{record['model_artifact']}:{BEST_ALIAS}", "experiment": experiment}
-    _say(f"`{BEST_ALIAS}` -> {record['model_artifact']} of {experiment} (train run {record['id']}; {logger.mode}"
-         + (", applied when synced" if logger.mode == "offline" else "") + ")")
-    return done
-
-
-def _md5_b64(path: Path) -> str:
-    import base64
-    import hashlib
-
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return base64.b64encode(h.digest()).decode()
-
-
-def _mark_best_online(checkpoint: Path, record: dict, experiment: str, wc: WandbConfig) -> dict:
-    """Add `best` to the version the experiment's alias names, if it holds this very checkpoint
-    (moving an alias through the API leaves `latest` where it is)."""
-    import wandb
-
-    api = wandb.Api(timeout=int(wc.init_timeout_s))
-    path = "/".join(p for p in (wc.entity, wc.project, f"{record['model_artifact']}:{experiment}") if p)
-    art = api.artifact(path, type="model")
-    entry = art.manifest.entries.get("checkpoint.pt")
-    if entry is None or entry.digest != _md5_b64(checkpoint):
-        raise ValueError(f"{path} does not hold {checkpoint} (not uploaded yet, or retrained since)")
-    if BEST_ALIAS not in art.aliases:
-        art.aliases.append(BEST_ALIAS)
-        art.save()
-    _say(f"`{BEST_ALIAS}` -> {art.name} ({experiment}, train run {record['id']})")
-    return {"mode": "online", "train_run_id": record["id"], "artifact": art.name, "experiment": experiment}
-
-
-def _mark_best_by_id(run_id: str, wc: WandbConfig, mode: str) -> dict | None:
-    if mode != "online":
-        _say(f"marking `{BEST_ALIAS}` by run id needs online mode (got {mode}); pass the run folder instead")
-        return None
-    import wandb
-
-    api = wandb.Api(timeout=wc.init_timeout_s)
-    path = "/".join(p for p in (wc.entity, wc.project, run_id) if p)
-    models = [a for a in api.run(path).logged_artifacts() if a.type == "model"]
-    if not models:
-        _say(f"run {path} logged no model artifact; no `{BEST_ALIAS}` alias set")
-        return None
-    art = models[-1]
-    if BEST_ALIAS not in art.aliases:
-        art.aliases.append(BEST_ALIAS)
-        art.save()
-    return {"mode": mode, "train_run_id": run_id, "artifact": f"{art.name}", "experiment": None}

@@ -10,8 +10,9 @@ import torch
 from .config import InfoGANConfig, TraverseConfig
 from .evaluate import generate
 from .images import make_grid, save_gif, save_png
-from .io import atomic_write_json, safe_load
-from .latent import LatentSpec, traversal_latents  # noqa: F401 - re-exported for callers
+from .checkpoint import load_checkpoint, rebuild_generator
+from .io import atomic_write_json
+from .latent import LatentSpec, traversal_latents
 from .nets import Generator
 from .tracking import RunLogger
 
@@ -29,10 +30,8 @@ def render(g: Generator, code: str, tc: TraverseConfig, device) -> torch.Tensor:
 
 
 def _load_generator(path: Path, device) -> tuple[Generator, dict]:
-    blob = safe_load(path, device)
-    g = Generator(**blob["generator_args"]).to(device)
-    g.load_state_dict(blob["generator"])
-    return g.eval(), blob
+    blob = load_checkpoint(path, device)
+    return rebuild_generator(blob, device), blob
 
 
 def traverse(tc: TraverseConfig, run_dir: str | Path, out_dir: str | Path, device="cpu",

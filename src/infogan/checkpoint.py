@@ -1,0 +1,89 @@
+"""Checkpoints: where a model runs, how it is loaded, rebuilt and resumed.
+
+A training checkpoint holds the constructor arguments of G and D with their weights, so
+``rebuild_models`` needs nothing else (no params.yaml). Every loader goes through
+``load_checkpoint`` (``weights_only=True``: tensors and plain containers, never code).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .config import InfoGANConfig
+from .io import safe_load
+from .latent import LatentSpec
+from .nets import Discriminator, Generator
+
+
+def select_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is 'cuda' but no CUDA device is visible; use device: auto")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError("train.device is 'mps' but MPS is not available; use device: auto")
+    return torch.device(name)
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found: run `python -m infogan train` first")
+    return safe_load(path, map_location)
+
+
+def rebuild_generator(blob: dict, device="cpu") -> Generator:
+    """G from a checkpoint, snapshot or packaged generator dict, in eval mode."""
+    missing = {"generator_args", "generator"} - set(blob)
+    if missing:
+        raise ValueError(f"lacks {sorted(missing)}: not a generator saved by `python -m infogan train` or `package`")
+    g = Generator(**blob["generator_args"]).to(device)
+    g.load_state_dict(blob["generator"])
+    return g.eval()
+
+
+def rebuild_models(ckpt: dict, device="cpu") -> tuple[Generator, Discriminator, LatentSpec]:
+    """G, D (with Q) and the latent spec from a training checkpoint, in eval mode."""
+    d = Discriminator(**ckpt["discriminator_args"]).to(device)
+    d.load_state_dict(ckpt["discriminator"])
+    return rebuild_generator(ckpt, device), d.eval(), LatentSpec.from_dict(ckpt["latent"])
+
+
+def generator_blob(ckpt: dict) -> dict:
+    """The part of a training checkpoint that rebuilds G anywhere (no optimiser, no D)."""
+    return {"format": ckpt.get("format"), "generator_args": ckpt["generator_args"], "latent": ckpt["latent"],
+            "generator": ckpt["generator"], "epoch": ckpt.get("epoch"), "images_seen": ckpt.get("images_seen")}
+
+
+# Settings a run may change and still resume: how long, where the data comes from (the files
+# themselves are pinned by SHA-256), and what is logged, tracked or rendered.
+RESUMABLE_CHANGES = {"train.epochs", "train.snapshot_epochs", "train.log_every", "train.progress_bar",
+                     "train.eval_each_epoch", "train.threads", "train.device", "train.nproc",
+                     "data.local_dirs", "data.download", "data.fetch_order", "data.download_dir",
+                     "data.download_timeout_s", "data.num_workers", "data.verify_checksums", "data.prepared_dir",
+                     "evaluate", "traverse", "tracking"}
+
+
+def changed_settings(saved: dict, current: dict, prefix: str = "", defaults: dict | None = None) -> list[str]:
+    """Keys (dotted) whose values differ between a checkpoint's config and the current one,
+    ignoring RESUMABLE_CHANGES. A key the checkpoint predates counts as unchanged while the
+    current value is that key's default."""
+    if defaults is None:
+        defaults = InfoGANConfig().model_dump(mode="json")
+    changed = []
+    for key in sorted(set(saved) | set(current)):
+        dotted = f"{prefix}{key}"
+        if dotted in RESUMABLE_CHANGES:
+            continue
+        a, b, default = saved.get(key), current.get(key), (defaults or {}).get(key)
+        if key not in saved and b == default:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed += changed_settings(a, b, f"{dotted}.", default if isinstance(default, dict) else {})
+        elif a != b:
+            changed.append(dotted)
+    return changed
