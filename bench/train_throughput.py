@@ -1,8 +1,9 @@
-"""Throughput of one full InfoGAN training step (D, then G+Q) at the default MNIST
-architecture: our training loop against a straightforward version of the same
-networks (fully connected layers as 7x7 Conv2d/ConvTranspose2d, images fed by a
-DataLoader with per-sample transforms). Writes JSON with images/s for both,
-FLOPs per image and the fraction of this machine's fp32 matmul peak.
+"""Throughput of full InfoGAN training steps (D, then G+Q), in one run: the step of every
+experiment in params.yaml exactly as configured (every objective term active, as in its last
+epoch), the paper's plain step (no label-free terms), and a straightforward version of the
+plain step (fully connected layers as 7x7 Conv2d/ConvTranspose2d, images fed by a DataLoader
+with per-sample transforms). Writes JSON with images/s, FLOPs per image and the fraction of
+this machine's fp32 matmul peak, measured in the same run.
 
     python bench/train_throughput.py --data ../shared/datasets/mnist --out bench/results/throughput.json
 """
@@ -23,8 +24,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from infogan.objective import d_loss, g_loss, info_nll
 from infogan.params import config_from_dict
 from infogan.data import load_idx_folder
+from infogan.data import prepare
 from infogan.io import atomic_write_json
 from infogan.latent import LatentSpec
+from infogan.params import read_params
 from infogan.train import Trainer
 
 
@@ -99,14 +102,13 @@ def baseline_steps(images: np.ndarray, spec: LatentSpec, batch: int, steps: int,
 
 
 # ----------------------------------------------------------------------------- ours
-def ours(data_dir: str, batch: int, steps: int, warmup: int, prepared: str,
-         compile_: bool = False) -> tuple[float, float, str]:
-    cfg = config_from_dict({"data": {"local_dirs": [data_dir], "download": False, "prepared_dir": prepared},
-                            "train": {"batch_size": batch, "progress_bar": False, "compile": compile_}})
-    from infogan.data import prepare
-
+def step_rate(cfg, prepared: str, name: str, steps: int, warmup: int) -> dict:
+    """images/s and FLOPs per image of ``cfg``'s training step, every objective term active (as in
+    the last epoch)."""
     prepare(cfg.data)
-    trainer = Trainer(cfg, Path(prepared) / "bench_run")
+    trainer = Trainer(cfg, Path(prepared) / "bench_runs" / name)
+    trainer.epoch = cfg.train.epochs - 1
+    batch = cfg.train.batch_size
     batches = trainer.batches.epoch(torch.Generator().manual_seed(0))
     with FlopCounterMode(display=False) as counter:
         trainer.train_step(next(batches))
@@ -115,10 +117,28 @@ def ours(data_dir: str, batch: int, steps: int, warmup: int, prepared: str,
     for i in range(warmup + steps):
         if i == warmup:
             t0 = time.perf_counter()
-        trainer.train_step(next(batches))
+        try:
+            real = next(batches)
+        except StopIteration:
+            batches = trainer.batches.epoch(torch.Generator().manual_seed(i))
+            real = next(batches)
+        trainer.train_step(real)
     if trainer.device.type == "cuda":
         torch.cuda.synchronize()
-    return steps * batch / (time.perf_counter() - t0), flops_per_image, str(trainer.device)
+    return {"images_per_s": steps * batch / (time.perf_counter() - t0), "flops_per_image": flops_per_image,
+            "device": str(trainer.device), "terms": [t.name for t in trainer.objective.terms]}
+
+
+def bench_configs(params: str, data_root: str, prepared: str, batch: int, compile_: bool) -> dict:
+    """Every experiment of ``params`` as configured, and the paper's plain step (mnist without terms)."""
+    raw = read_params(params)
+    common = [f'data.local_dirs=["{data_root}/{{dataset_dir}}"]', "data.download=false", f"data.prepared_dir={prepared}",
+              "data.train_subset=2048", "data.test_subset=100", f"train.batch_size={batch}", "train.progress_bar=false",
+              f"train.compile={str(compile_).lower()}", "train.eval_each_epoch=false", "tracking.wandb.mode=disabled"]
+    configs = {name: config_from_dict(raw, name, common) for name in raw.get("experiments") or {}}
+    first = next(iter(configs))
+    configs["paper_plain_step"] = config_from_dict(raw, first, common + ["train.objective={}"])
+    return configs
 
 
 def matmul_peak_gflops(n: int = 2048, reps: int = 10) -> float:
@@ -130,9 +150,22 @@ def matmul_peak_gflops(n: int = 2048, reps: int = 10) -> float:
     return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="data/raw/mnist", help="folder with MNIST's four IDX files")
+    parser.add_argument("--data-root", default=None,
+                        help="folder holding each dataset's folder (mnist, fashion-mnist); default: --data's parent")
+    parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", default="bench/results/throughput.json")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=40)
@@ -143,28 +176,34 @@ def main() -> None:
     args = parser.parse_args()
 
     peak = matmul_peak_gflops()
-    ours_ips, flops, device = ours(args.data, args.batch, args.steps, args.warmup, args.prepared, args.compile)
+    root = args.data_root or str(Path(args.data).resolve().parent)
+    steps = {}
+    for name, cfg in bench_configs(args.params, root, args.prepared, args.batch, args.compile).items():
+        rate = step_rate(cfg, args.prepared, name, args.steps, args.warmup)
+        steps[name] = {"images_per_s": round(rate["images_per_s"], 1),
+                       "mflop_per_training_image": round(rate["flops_per_image"] / 1e6, 1),
+                       "fraction_of_peak": round(rate["images_per_s"] * rate["flops_per_image"] / (peak * 1e9), 3),
+                       "terms": rate["terms"], "device": rate["device"]}
+        print(f"[bench] {name}: {steps[name]['images_per_s']} images/s", flush=True)
+    device = next(iter(steps.values()))["device"]
     base_ips = None
     if not args.skip_baseline:
-        images = load_idx_folder(Path(args.data), "mnist")["train_images"].numpy()
+        images = load_idx_folder(Path(root) / "mnist", "mnist")["train_images"].numpy()
         base_ips = baseline_steps(images, LatentSpec(), args.batch, args.steps, args.warmup)
+    plain = steps["paper_plain_step"]["images_per_s"]
     result = {
         "device": device,
-        "device_name": torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor() or "cpu",
+        "device_name": torch.cuda.get_device_name() if device.startswith("cuda") else cpu_name(),
         "compile": args.compile,
-        "cpu": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "batch_size": args.batch,
         "timed_steps": args.steps,
-        "ours_images_per_s": round(ours_ips, 1),
-        "baseline_images_per_s": round(base_ips, 1) if base_ips else None,
-        "speedup": round(ours_ips / base_ips, 2) if base_ips else None,
-        "mflop_per_training_image": round(flops / 1e6, 1),
         "matmul_peak_gflops_2048": round(peak, 1),
-        "ceiling_images_per_s": round(peak * 1e9 / flops, 1),
-        "fraction_of_peak": round(ours_ips * flops / (peak * 1e9), 3),
-        "seconds_per_mnist_epoch": round(60000 / ours_ips, 1),
+        "steps": steps,
+        "relative_to_plain_step": {k: round(v["images_per_s"] / plain, 3) for k, v in steps.items()},
+        "baseline_images_per_s": round(base_ips, 1) if base_ips else None,
+        "plain_step_speedup_over_baseline": round(plain / base_ips, 2) if base_ips else None,
     }
     atomic_write_json(args.out, result)
     print(json.dumps(result, indent=2))

@@ -26,7 +26,7 @@ CMD_EXIT = re.compile(r"exited with (-?\d+)")
 LOCKED = ("Unable to acquire lock", "Lock is already acquired")
 # The infogan CLI exits 2 when it rejects its inputs (ConfigError, DataError, missing file):
 # running it again cannot help, so such failures are not retried.
-BAD_INPUT_EXIT = 2
+BAD_INPUT_EXITS = (2, 3, 4)  # the infogan CLI's config, data and prerequisite errors: retrying cannot help
 
 
 class StageFailed(RuntimeError):
@@ -42,7 +42,7 @@ class StageFailed(RuntimeError):
     @property
     def transient(self) -> bool:
         """Worth another try: anything but a command that rejected its inputs."""
-        return self.locked or self.cmd_exit != BAD_INPUT_EXIT
+        return self.locked or self.cmd_exit not in BAD_INPUT_EXITS
 
 
 class InjectedFailure(RuntimeError):

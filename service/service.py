@@ -94,10 +94,11 @@ def _image_response(data: bytes, media_type: str) -> Response:
 
 # The latent explorer (static HTML/JS/CSS, no build step) at /explorer/; it calls the APIs below.
 EXPLORER = StaticFiles(directory=Path(__file__).resolve().parent / "explorer", html=True, check_dir=False)
+WORKERS = int(os.environ.get("INFOGAN_WORKERS", "1"))  # worker processes; more keep serving while one restarts
 
 
 @bentoml.asgi_app(EXPLORER, path="/explorer", name="explorer")
-@bentoml.service(workers=1, traffic={"timeout": 60})
+@bentoml.service(workers=WORKERS, traffic={"timeout": 60})
 class InfoGANGenerator:
     model_ref = bentoml.models.BentoModel(str(STORED.tag))
 

@@ -191,3 +191,29 @@ def test_bn_calibrated_reads_a_batch_as_training_mode_would_and_leaves_d_alone()
         assert torch.allclose(calibrated(batch)[1], as_trained, atol=1e-2)  # running var is unbiased
         assert (d(batch)[1] - as_trained).abs().max() > 0.1
     assert all(torch.equal(before[k], v) for k, v in d.state_dict().items())
+
+
+def test_categorical_scores_on_a_q_whose_answers_are_known():
+    """Q reads a permutation of the labels on 90 % of the images and garbage on the rest: the
+    Hungarian accuracy is 0.9 and the mapping undoes the permutation; a Q that reads the label
+    of another image scores about chance."""
+    from infogan.metrics import categorical_scores
+
+    spec = LatentSpec(noise_dim=2, categorical=(10,), continuous=0)
+    labels = torch.arange(1000) % 10
+    perm = torch.randperm(10, generator=torch.Generator().manual_seed(0))
+    answer = perm[labels].clone()
+    answer[:100] = (answer[:100] + 1) % 10
+    images = answer.to(torch.uint8).view(-1, 1, 1, 1).expand(-1, 1, 28, 28).contiguous()
+
+    class ReadsThePixel(torch.nn.Module):  # D's interface: (d_logit, q_out)
+        def forward(self, x):
+            value = ((x[:, 0, 0, 0] + 1) * 127.5).round().long()
+            return x.new_zeros(len(x)), torch.nn.functional.one_hot(value, 10).float() * 10
+
+    (score,) = categorical_scores(spec, ReadsThePixel(), images, labels, "cpu", batch_size=128)
+    assert score["accuracy"] == pytest.approx(0.9) and score["used_values"] == 10
+    assert all(score["mapping"][int(perm[k])] == k for k in range(10))
+    shuffled = labels[torch.randperm(1000, generator=torch.Generator().manual_seed(1))]
+    (chance,) = categorical_scores(spec, ReadsThePixel(), images, shuffled, "cpu")
+    assert chance["accuracy"] < 0.2

@@ -126,8 +126,7 @@ def use_subset(project: Path, train: int = 128, test: int = 200) -> None:
 def test_offline_runs_hold_what_the_dvc_logs_hold(tiny_project, offline):
     use_subset(tiny_project)
     cli.prepare()
-    purity = ["train.cont_purity=1", "train.cont_purity_from_epoch=2",  # logged from epoch 2 on
-              "train.slant_turn_charge=1"]
+    purity = ["train.objective.role_purity.weight=1", "train.objective.role_purity.from_epoch=2"]  # from epoch 2 on
     cli.train(experiment="mnist", stop_after_epochs=1, overrides=SMALL + purity)
     record = json.loads((tiny_project / "runs/mnist/wandb_run.json").read_text())
     cli.train(experiment="mnist", resume=True, overrides=SMALL + purity)  # continues the same W&B run
@@ -159,16 +158,17 @@ def test_offline_runs_hold_what_the_dvc_logs_hold(tiny_project, offline):
     sent = [h for run in train for h in run.rows_with("train/step")]
     assert len(sent) == len(tsv) == 4  # 2 steps per epoch, each logged, 2 epochs
     for row, h in zip(tsv, sent):
-        for col in ("step", "loss_d", "loss_g", "mi_cat", "h_cat", "info_cont_nll"):
+        for col in ("step", "loss_d", "loss_g", "mi_cat", "h_cat", "info_cont_nll", "real_info", "digit_roles"):
             assert float(row[col]) == pytest.approx(h[f"train/{col}"]), col
     epochs = json.loads((tiny_project / "runs/mnist/logs/epochs.json").read_text())
     sent_epochs = [h for run in train for h in run.rows_with("epoch/accuracy")]
     assert [h["epoch/epoch"] for h in sent_epochs] == [1, 2]
     assert [h["epoch/accuracy"] for h in sent_epochs] == [e["accuracy"] for e in epochs]
     assert [h["epoch/nmi"] for h in sent_epochs] == [e["nmi"] for e in epochs]
-    assert "cross_slopes" not in epochs[0] and set(epochs[1]["cross_slopes"]) == {
-        "slant_code_log_width", "slant_code_log_width_sharp", "width_code_angle", "slant_code_turn_against"}
-    assert sent_epochs[1]["epoch/cross_slopes/width_code_angle"] == epochs[1]["cross_slopes"]["width_code_angle"]
+    assert [row["role_purity"] != "" for row in tsv] == [False, False, True, True]  # a term's column: empty until on
+    assert "role_purity" not in epochs[0] and set(epochs[1]["role_purity"]) == {
+        "slant_code_log_width", "slant_code_log_width_sharp", "width_code_angle"}
+    assert sent_epochs[1]["epoch/role_purity/width_code_angle"] == epochs[1]["role_purity"]["width_code_angle"]
 
     # One progress grid per snapshot epoch (1 and 2), as images of the run.
     assert sum(len(r.media("images")) for r in train) == 2

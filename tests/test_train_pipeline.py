@@ -202,7 +202,9 @@ def test_module_cli_help_and_errors(tiny_project):
     for command in ("prepare", "train", "evaluate", "traverse"):
         assert command in out.stdout
     out = subprocess.run([sys.executable, "-m", "infogan", "evaluate"], capture_output=True, text=True)
-    assert out.returncode == 2 and "run `python -m infogan train` first" in out.stderr
+    assert out.returncode == 4 and "run `python -m infogan train` first" in out.stderr
+    assert "exit codes:" in subprocess.run([sys.executable, "-m", "infogan", "--help"], capture_output=True,
+                                           text=True).stdout
 
 
 def test_resume_refuses_a_checkpoint_trained_with_other_settings(tiny_project, capsys):

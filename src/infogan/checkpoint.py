@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from .config import InfoGANConfig
+from .errors import PrerequisiteError
 from .io import safe_load
 from .latent import LatentSpec
 from .nets import Discriminator, Generator
@@ -24,15 +25,15 @@ def select_device(name: str = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is 'cuda' but no CUDA device is visible; use device: auto")
+        raise PrerequisiteError("train.device is 'cuda' but no CUDA device is visible; use device: auto")
     if name == "mps" and not torch.backends.mps.is_available():
-        raise RuntimeError("train.device is 'mps' but MPS is not available; use device: auto")
+        raise PrerequisiteError("train.device is 'mps' but MPS is not available; use device: auto")
     return torch.device(name)
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     if not Path(path).is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found: run `python -m infogan train` first")
+        raise PrerequisiteError(f"checkpoint {path} not found: run `python -m infogan train` first")
     return safe_load(path, map_location)
 
 
@@ -59,13 +60,15 @@ def generator_blob(ckpt: dict) -> dict:
             "generator": ckpt["generator"], "epoch": ckpt.get("epoch"), "images_seen": ckpt.get("images_seen")}
 
 
-# Settings a run may change and still resume: how long, where the data comes from (the files
-# themselves are pinned by SHA-256), and what is logged, tracked or rendered.
-RESUMABLE_CHANGES = {"train.epochs", "train.snapshot_epochs", "train.log_every", "train.progress_bar",
-                     "train.eval_each_epoch", "train.threads", "train.device", "train.nproc",
-                     "data.local_dirs", "data.download", "data.fetch_order", "data.download_dir",
-                     "data.download_timeout_s", "data.num_workers", "data.verify_checksums", "data.prepared_dir",
-                     "evaluate", "traverse", "tracking"}
+# Training keys that change neither the model nor its outputs' content: not params of the DVC
+# train stage, and a run may change them and resume.
+RUN_ONLY = {"train.log_every", "train.progress_bar", "train.threads"}
+# Settings a run may also change and still resume: how long, where it runs, where the data comes
+# from (the files themselves are pinned by SHA-256), and what is evaluated, tracked or rendered.
+RESUMABLE_CHANGES = RUN_ONLY | {
+    "train.epochs", "train.snapshot_epochs", "train.eval_each_epoch", "train.device", "train.nproc",
+    "data.local_dirs", "data.download", "data.fetch_order", "data.download_dir", "data.download_timeout_s",
+    "data.num_workers", "data.verify_checksums", "data.prepared_dir", "evaluate", "traverse", "tracking"}
 
 
 def changed_settings(saved: dict, current: dict, prefix: str = "", defaults: dict | None = None) -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .config import ConfigError, InfoGANConfig
 from .params import experiment_names, load_config
-from .errors import DataError
+from .errors import CONFIG_EXIT, DATA_EXIT, PREREQUISITE_EXIT, DataError, PrerequisiteError
 from .env import apply_tool_env
 
 RUNS_DIR = "runs"
@@ -169,7 +169,11 @@ HELP = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m infogan", description="InfoGAN pipeline commands")
+    parser = argparse.ArgumentParser(
+        prog="python -m infogan", description="InfoGAN pipeline commands",
+        epilog=f"exit codes: 0 done; {CONFIG_EXIT} bad params or overrides; {DATA_EXIT} missing or corrupt data, "
+               f"checkpoint or model file; {PREREQUISITE_EXIT} a prerequisite is missing (run the command the "
+               "message names, or a device that is not there); 1 anything else (a bug: please report it)")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, fn in COMMANDS.items():
         p = sub.add_parser(name, help=HELP[name], description=HELP[name])
@@ -211,7 +215,17 @@ def main(argv: list[str] | None = None) -> int:
     command = COMMANDS[args.pop("command")]
     try:
         command(**args)
-    except (ConfigError, DataError, FileNotFoundError, LaunchError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except ConfigError as exc:
+        return _fail(exc, CONFIG_EXIT)
+    except DataError as exc:
+        return _fail(exc, DATA_EXIT)
+    except (PrerequisiteError, FileNotFoundError) as exc:
+        return _fail(exc, PREREQUISITE_EXIT)
+    except LaunchError as exc:
+        return _fail(exc, 1)
     return 0
+
+
+def _fail(exc: Exception, code: int) -> int:
+    print(f"error: {exc}", file=sys.stderr)
+    return code

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 
 from .objective.base import TermConfig, term_class
 
+SEED_MAX = 2**32 - 1
 SECTIONS = ("data", "latent", "model", "train", "evaluate", "traverse", "tracking")
 
 
@@ -21,7 +22,8 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: `epochs: true` or `seed: "3"` is an error, not 1 or 3
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 def _f(default: Any = ..., description: str = "", **kw) -> Any:
@@ -106,7 +108,7 @@ class TrainConfig(_Strict):
     objective: dict[str, SerializeAsAny[TermConfig]] = _f(
         dict, "label-free terms by name, each with its own keys (docs/configuration.md, 'Objective terms')")
     augment: AugmentConfig = _f(AugmentConfig(), "the random warp the terms apply (real_info pairs, warped_info)")
-    seed: int = _f(0, "seed of weights, latents and data order", ge=0)
+    seed: int = _f(0, "seed of weights, latents and data order", ge=0, le=SEED_MAX)
     device: Literal["auto", "cpu", "cuda", "mps"] = _f("auto", "where to train; auto = CUDA, else MPS, else CPU")
     amp: bool = _f(True, "bf16 autocast on CUDA (CPU always trains in fp32)")
     compile: bool = _f(False, "torch.compile G and D's body")
@@ -152,7 +154,7 @@ class EvaluateConfig(_Strict):
     prdc_samples: int = _f(5000, "images per side for precision/recall", ge=100, le=50_000)
     feature_net_dir: str = _f("data/feature_nets", "cache of the feature nets, one per dataset")
     feature_net_epochs: int = _f(2, "training epochs of a feature net", ge=1, le=50)
-    seed: int = _f(1234, "seed of evaluation's latents", ge=0)
+    seed: int = _f(1234, "seed of evaluation's latents", ge=0, le=SEED_MAX)
 
 
 class TraverseConfig(_Strict):
@@ -160,7 +162,7 @@ class TraverseConfig(_Strict):
     continuous_range: float = _f(2.0, "continuous codes are swept over [-range, range]", gt=0, le=5)
     continuous_steps: int = _f(10, "columns of a continuous traversal", ge=2, le=64)
     gif_frame_ms: int = _f(500, "frame duration of the GIFs", ge=20, le=10_000)
-    seed: int = _f(7, "seed of the traversal latents", ge=0)
+    seed: int = _f(7, "seed of the traversal latents", ge=0, le=SEED_MAX)
 
 
 class WandbConfig(_Strict):

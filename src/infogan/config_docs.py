@@ -2,6 +2,7 @@
 the registered objective terms and the attribute sets: ``python -m infogan config-docs``."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +52,14 @@ def render() -> str:
             "A term joins D's step (`D`, which also trains Q through the shared body) or G and Q's step (`G`).",
             "It is off while its weight is 0, before its `from_epoch`, and when its code's lambda is 0.", ""]
     for name, cls in registered_terms().items():
-        doc = " ".join((cls.__doc__ or cls.__module__).split())
-        out += [f"### `{name}` ({cls.phase} phase, {cls.code_kind} code; `{cls.__module__}`)", "", doc, "",
+        doc = textwrap.wrap(" ".join((cls.__doc__ or cls.__module__).split()), 100)
+        out += [f"### `{name}` ({cls.phase} phase, {cls.code_kind} code; `{cls.__module__}`)", "", *doc, "",
                 "| key | default | meaning |", "| --- | --- | --- |"]
         out += _rows(cls.Config, f"train.objective.{name}.") + [""]
     out += ["## Attribute sets (`evaluate.attributes`)", ""]
     for name, aset in attribute_sets().items():
-        out.append(f"- `{name}` (`{aset.measure.__module__}`): {' '.join((aset.measure.__doc__ or '').split())}")
+        text = f"- `{name}` (`{aset.measure.__module__}`): {' '.join((aset.measure.__doc__ or '').split())}"
+        out += textwrap.wrap(text, 100, subsequent_indent="  ")
     return "\n".join(out) + "\n"
 
 

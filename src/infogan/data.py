@@ -25,7 +25,7 @@ import torch
 
 from .errors import DataError
 from .image_folders import IMAGE_SUFFIXES, LsunDataset, list_images, load_image_64
-from .io import atomic_torch_save, atomic_write_text
+from .io import atomic_torch_save, atomic_write_text, remove_stale_temps, safe_load
 
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -77,6 +77,8 @@ def parse_idx(raw: bytes, source: str) -> np.ndarray:
     zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
     if zero != 0 or dtype_code != 0x08 or ndim not in (1, 3):
         raise DataError(f"{source}: not an unsigned-byte IDX file (magic {raw[:4].hex()})")
+    if len(raw) < 4 + 4 * ndim:
+        raise DataError(f"{source}: the header is cut short ({len(raw)} bytes; a {ndim}-d IDX header has {4 + 4 * ndim})")
     dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
     expected = int(np.prod(dims)) + 4 + 4 * ndim
     if len(raw) != expected:
@@ -114,14 +116,17 @@ def load_idx_folder(folder: Path, dataset: str, verify_checksums: bool = True) -
         arrays[key] = parse_idx(raw, str(path))
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        image_file, label_file = files[f"{split}_images"], files[f"{split}_labels"]
         if images.ndim != 3 or images.shape[1:] != (28, 28):
-            raise DataError(f"{folder}: {split} images have shape {images.shape}, expected (N, 28, 28)")
-        if labels.ndim != 1 or len(labels) != len(images):
-            raise DataError(f"{folder}: {len(images)} {split} images but {len(labels)} labels")
+            raise DataError(f"{image_file}: holds an array of shape {images.shape}, not {split} images (N, 28, 28)")
+        if labels.ndim != 1:
+            raise DataError(f"{label_file}: holds an array of shape {labels.shape}, not {split} labels (N,)")
+        if len(labels) != len(images):
+            raise DataError(f"{label_file}: {len(labels)} labels, but {image_file} has {len(images)} images")
         if verify_checksums and len(images) != EXPECTED_COUNTS[split]:
-            raise DataError(f"{folder}: {len(images)} {split} images, expected {EXPECTED_COUNTS[split]}")
+            raise DataError(f"{image_file}: {len(images)} {split} images, expected {EXPECTED_COUNTS[split]}")
         if labels.max(initial=0) > 9:
-            raise DataError(f"{folder}: {split} labels outside 0..9 (max {labels.max()})")
+            raise DataError(f"{label_file}: labels outside 0..9 (max {labels.max()})")
     return {k: torch.from_numpy(v.copy()) for k, v in arrays.items()}
 
 
@@ -236,13 +241,14 @@ def prepare(cfg_data) -> dict:
     """Verify the raw data and write compact uint8 tensors (atomically). Returns a summary."""
     out = prepared_path(cfg_data)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)  # an interrupted prepare's leftovers
     if cfg_data.dataset in ("mnist", "fashion_mnist"):
         arrays, source = locate_idx(cfg_data)
         summary = {"dataset": cfg_data.dataset, "source": source}
         for split, subset in (("train", cfg_data.train_subset), ("test", cfg_data.test_subset)):
             images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"].long()
-            if subset:
-                images, labels = images[:subset], labels[:subset]
+            if subset:  # a copy: a slice would save the whole set's storage
+                images, labels = images[:subset].clone(), labels[:subset].clone()
             atomic_torch_save({"images": images.unsqueeze(1).contiguous(), "labels": labels}, out / f"{split}.pt")
             summary[f"{split}_count"] = len(images)
             summary[f"{split}_label_counts"] = torch.bincount(labels, minlength=10).tolist()
@@ -294,7 +300,7 @@ def load_split(cfg_data, split: str) -> Split | None:
         if split == "test":
             return None
         raise DataError(f"{path} not found: run `python -m infogan prepare` first")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = safe_load(path)
     keep = subset_count(cfg_data, split, len(blob["images"]), path)
     return Split(blob["images"][:keep], blob["labels"][:keep])
 

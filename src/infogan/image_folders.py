@@ -32,8 +32,8 @@ def load_image_64(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             return _square_64(im)
-    except OSError as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from exc
+    except (OSError, Image.DecompressionBombError, ValueError) as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from None
 
 
 class ImageFileDataset(torch.utils.data.Dataset):

@@ -12,14 +12,31 @@ from pathlib import Path
 
 import torch
 
+from .errors import CheckpointError
+
+
+TEMP_SUFFIX = ".tmp"
+
+
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Delete the temp files an interrupted atomic write left in ``folder`` (and below)."""
+    folder = Path(folder)
+    stale = [p for p in folder.rglob(f".*{TEMP_SUFFIX}") if p.is_file()] if folder.is_dir() else []
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
 
 @contextmanager
 def atomic_path(path: str | Path):
     """Yield a temp path beside ``path``; rename it over ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the file gets what open() would give it
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -46,8 +63,19 @@ def atomic_write_json(path: str | Path, obj) -> None:
 
 
 def safe_load(path: str | Path, map_location="cpu") -> dict:
-    """Checkpoints hold tensors and plain containers only; never unpickle code."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """Checkpoints hold tensors and plain containers only; never unpickle code. A file that is
+    truncated, not a torch archive, or asks to unpickle anything else is a CheckpointError."""
+    try:
+        blob = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - UnpicklingError, a torn zip, an unsafe global, ...
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise CheckpointError(f"{path} cannot be loaded: {first} (truncated, or not written by this project; "
+                              "delete it and rerun the command that makes it)") from None
+    if not isinstance(blob, dict):
+        raise CheckpointError(f"{path} holds a {type(blob).__name__}, not a checkpoint dict")
+    return blob
 
 
 def file_sha256(path: str | Path) -> str:

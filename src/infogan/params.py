@@ -3,6 +3,7 @@ merged key by key, then ``-S key=value`` overrides, then validated (``infogan.co
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,28 @@ def _format_validation_error(err: ValidationError, prefix: str) -> str:
     return "\n".join(lines)
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML as params files mean it: a repeated key is an error, and 1e-3 is a number."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: key {key!r} appears twice in one mapping")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``train.epochs=3`` -> (['train', 'epochs'], 3); values are parsed as YAML."""
     if "=" not in text:
@@ -46,7 +69,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     path = [p for p in key.strip().split(".") if p]
     if not path:
         raise ConfigError(f"override {text!r} has an empty key")
-    return path, yaml.safe_load(raw)
+    try:
+        return path, load_yaml(raw)
+    except (yaml.YAMLError, ConfigError) as exc:
+        raise ConfigError(f"override {text!r}: the value of {key.strip()} is not valid YAML "
+                          f"({str(exc).splitlines()[0]})") from None
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -68,9 +95,13 @@ def read_params(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"params file {path} not found")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = load_yaml(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping of sections, got {type(raw).__name__}")
     return raw
@@ -92,6 +123,11 @@ def config_from_dict(raw: dict[str, Any], experiment: str | None = None,
     effective = {s: getattr(params, s) for s in SECTIONS}
     prefix = ""
     if experiment is not None:
+        try:  # the defaults must be valid on their own, even where every experiment overrides a key
+            InfoGANConfig.model_validate(effective)
+        except ValidationError as err:
+            raise ConfigError(f"{source} is invalid:\ndefaults (top-level sections):\n"
+                              f"{_format_validation_error(err, '')}") from None
         if experiment not in params.experiments:
             raise ConfigError(f"unknown experiment {experiment!r} in {source}; "
                               f"defined: {sorted(params.experiments) or 'none'}")

@@ -145,7 +145,8 @@ class RunLogger:
             return None
 
     # -------------------------------------------------------------- start / finish
-    def start(self, resume: bool = False, epoch: int = 0, columns: list[str] | None = None) -> "RunLogger":
+    def start(self, resume: bool = False, epoch: int = 0, columns: list[str] | None = None,
+              history: list[dict] | None = None) -> "RunLogger":
         """``resume``: a training that loaded its checkpoint (at ``epoch``): keep its logs up to
         that epoch and continue its W&B run. Otherwise a training starts its logs afresh.
         ``columns``: those of steps.tsv (default STEP_COLUMNS)."""
@@ -155,6 +156,8 @@ class RunLogger:
             self.steps_path.parent.mkdir(parents=True, exist_ok=True)
             if resume:
                 self._prune_files(epoch)
+                if history is not None:  # a kill after epochs.json but before the checkpoint: back to it
+                    atomic_write_json(self.epochs_path, history)
             else:
                 self._reset_files()
         self.mode, why = resolve_mode(self.wc)

@@ -24,7 +24,7 @@ from .config import InfoGANConfig
 from .batches import training_batches
 from .data import load_split
 from .images import gif_from_pngs, make_grid, save_png
-from .io import atomic_torch_save, atomic_write_json, safe_load
+from .io import atomic_torch_save, atomic_write_json, remove_stale_temps, safe_load
 from .latent import LatentBatch, LatentSpec
 from .metrics import categorical_scores
 from .nets import build_models
@@ -207,6 +207,8 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def _start(self, resume: bool, ckpt_path: Path) -> bool:
         """Load the checkpoint when it may be resumed; else clear an earlier run's outputs."""
+        for folder in (self.out, self.out / "snapshots", self.out / "logs", self.out / "grids") if self.dist.main else ():
+            remove_stale_temps(folder)  # an interrupted write's leftovers (they would change DVC's hashes)
         ckpt = safe_load(ckpt_path, map_location=self.device) if resume and ckpt_path.exists() else None
         changed = changed_settings(ckpt["config"], self.cfg.model_dump(mode="json")) if ckpt else []
         if changed:
@@ -251,7 +253,8 @@ class Trainer:
         distributed.barrier(self.dist)
         columns = STEP_COLUMNS + [t.name for t in self.objective.terms]
         # The one writer of logs/steps.tsv and logs/epochs.json, and the one sender to W&B.
-        logger = RunLogger(self.out, self.cfg, self.experiment).start(resumed, self.epoch, columns) if main else None
+        logger = RunLogger(self.out, self.cfg, self.experiment).start(resumed, self.epoch, columns,
+                                                                  self.history) if main else None
         snapshot_epochs = set(tc.snapshot_epochs) | {tc.epochs}
         last_epoch = tc.epochs if stop_after_epochs is None else min(tc.epochs, self.epoch + stop_after_epochs)
         self.G.train()

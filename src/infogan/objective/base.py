@@ -28,7 +28,7 @@ CodeKind = Literal["categorical", "continuous"]
 class TermConfig(BaseModel):
     """Settings every term has; a term's own model adds its keys."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     weight: float = Field(0.0, ge=0, le=1000, description="weight of the term in its phase's loss; 0 = off")
     from_epoch: int = Field(1, ge=1, description="first epoch (1-based) in which the term is active")
