@@ -217,3 +217,29 @@ def test_categorical_scores_on_a_q_whose_answers_are_known():
     shuffled = labels[torch.randperm(1000, generator=torch.Generator().manual_seed(1))]
     (chance,) = categorical_scores(spec, ReadsThePixel(), images, shuffled, "cpu")
     assert chance["accuracy"] < 0.2
+
+
+def test_the_resume_check_blocks_what_shapes_the_model_and_nothing_else():
+    from infogan.checkpoint import changed_settings
+    from infogan.config import InfoGANConfig
+
+    saved = InfoGANConfig().model_dump(mode="json")
+
+    def changed(section, key, value, drop=False):
+        current = copy.deepcopy(saved)
+        current[section][key] = value
+        old = copy.deepcopy(saved)
+        if drop:  # a checkpoint older than the key
+            del old[section][key]
+        return changed_settings(old, current)
+
+    for key, value in (("seed", 3), ("lambda_cat", 0.5), ("lambda_cont", 0.0), ("lr_g", 1e-4), ("batch_size", 64)):
+        assert changed("train", key, value) == [f"train.{key}"], key
+    assert changed("train", "objective", {"real_info": {"weight": 1.0, "from_epoch": 1, "pairs": False}}) == [
+        "train.objective.real_info"]
+    assert changed("latent", "noise_dim", 10) == ["latent.noise_dim"]
+    for key, value in (("epochs", 9), ("progress_bar", False), ("log_every", 7), ("threads", 1)):
+        assert changed("train", key, value) == [], key
+    assert changed("evaluate", "n_samples", 500) == [] and changed("tracking", "wandb", {}) == []
+    assert changed("train", "amp", True, drop=True) == []  # older than the key, at its default
+    assert changed("train", "amp", False, drop=True) == ["train.amp"]
