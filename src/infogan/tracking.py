@@ -258,8 +258,7 @@ class RunLogger:
 
     # -------------------------------------------------------------- training
     def log_steps(self, rows: list[dict]) -> None:
-        """Append per-step rows (named by ``columns``; a missing value stays empty) to
-        steps.tsv and send them."""
+        """Append rows (by ``columns``; a missing value stays empty) to steps.tsv; send them."""
         if not rows:
             return
         with open(self.steps_path, "a", newline="") as fh:
@@ -271,8 +270,7 @@ class RunLogger:
         self._send("step metrics", send)
 
     def log_epoch(self, record: dict, history: list[dict], grid: str | Path | None = None) -> None:
-        """Write epochs.json (the whole history, atomically) and send this epoch's metrics and,
-        on snapshot epochs, the fixed-latent progress grid."""
+        """Write epochs.json (the whole history) and send this epoch's metrics and grid."""
         atomic_write_json(self.epochs_path, history)
 
         def send():
@@ -304,8 +302,7 @@ class RunLogger:
 
     # -------------------------------------------------------------- evaluation / traversal
     def log_evaluation(self, result: dict) -> None:
-        """Every number of the metrics JSON under ``eval/`` (nested keys joined by '/'), the
-        continuous-code correlations also as a table (code, attribute, r)."""
+        """Every number of the metrics JSON under ``eval/``, the code correlations also as a table."""
         def send():
             flat = _flatten({k: v for k, v in result.items() if k not in ("checkpoint", "checkpoint_sha256")},
                             "eval", {})
