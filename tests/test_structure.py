@@ -26,11 +26,13 @@ def _modules() -> dict[str, Path]:
     return {_module_name(p): p for p in files}
 
 
-def _imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
-    """Modules of this project that ``name`` imports anywhere in its file (late imports too)."""
+def _imports(name: str, path: Path, known: dict[str, Path], top_level_only: bool = False) -> set[str]:
+    """Modules of this project that ``name`` imports anywhere in its file (late imports too), or
+    at module level only."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    tree = ast.parse(path.read_text())
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in tree.body if top_level_only else ast.walk(tree):
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -113,18 +115,6 @@ def test_configuration_doc_is_current():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def _top_level_imports(name: str) -> set[str]:
-    known = _modules()
-    tree = ast.parse(known[name].read_text())
-    package = name.rpartition(".")[0]
-    found = set()
-    for node in tree.body:
-        if isinstance(node, ast.ImportFrom) and node.level:
-            base = ".".join(package.split(".") + ([node.module] if node.module else []))
-            found |= {t for t in [base] + [f"{base}.{a.name}" for a in node.names] if t in known}
-    return found
-
-
 def stage_modules(command: str) -> set[str]:
     """What ``python -m infogan <command>`` loads: the CLI's start-up imports, the command's
     module with everything it imports (late imports too), the presets the config loads through
@@ -135,7 +125,7 @@ def stage_modules(command: str) -> set[str]:
 
     graph, known = import_graph(), _modules()
     presets = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["infogan.presets"]
-    todo = {"infogan.__main__", COMMAND_MODULES[command], *presets.values()} | _top_level_imports("infogan.cli")
+    todo = {"infogan.__main__", COMMAND_MODULES[command], *presets.values()} | _imports("infogan.cli", known["infogan.cli"], known, top_level_only=True)
     seen = {"infogan.cli"}
     while todo:
         m = todo.pop()
