@@ -31,6 +31,7 @@ from infogan.latent import LatentBatch
 from infogan.nets import Generator
 
 GENERATOR_FILE = "generator.pt"
+CODE_NAMES_FILE = "codes.json"  # written by `infogan package`: labels of values, roles of codes
 MAX_IMAGES = 256  # per request, and per G forward
 MIN_ROWS = 8  # see the module docstring
 CONT_FIXED_RANGE = (-3.0, 3.0)  # fixed continuous values may extrapolate past the prior's [-1, 1]
@@ -149,6 +150,9 @@ class Engine:
         self.g, self.blob = load_generator(self.model_dir)
         self.spec = self.g.spec
         self.codes = {c["name"]: c for c in self.spec.describe()}
+        self.names = self.read_json(CODE_NAMES_FILE)
+        self.labels = self._labels()
+        self.roles = self._roles()
         self.batcher = MicroBatcher(self.g)
         self.batcher.forward(self.spec.assemble(self.spec.sample(1, torch.Generator().manual_seed(0))))  # warm up
 
@@ -156,30 +160,77 @@ class Engine:
         path = self.model_dir / name
         return finite_json(json.loads(path.read_text())) if path.is_file() else {}
 
+    def _roles(self) -> dict[str, str]:
+        """role -> continuous code, for the roles exactly one code plays (a role two codes share,
+        such as two codes that both mostly change brightness, names neither)."""
+        found = [(entry.get("role"), code) for code, entry in (self.names.get("continuous") or {}).items()
+                 if code in self.codes]
+        roles = [role for role, _ in found]
+        return {role: code for role, code in found if role and roles.count(role) == 1 and role not in self.codes}
+
+    def _labels(self) -> dict[str, dict]:
+        """label -> the categorical value that draws it (of several, the purest on real images)."""
+        out: dict[str, dict] = {}
+        for code, values in (self.names.get("categorical") or {}).items():
+            if code not in self.codes:
+                continue
+            for entry in values:
+                if entry["label"] not in out or entry["purity"] > out[entry["label"]]["purity"]:
+                    out[entry["label"]] = {"code": code, **entry}
+        return dict(sorted(out.items(), key=lambda item: item[1].get("label_index", 0)))
+
     # ---- request checks ---------------------------------------------------------
     def check_code_name(self, field: str, name: str) -> dict:
+        """A code by its name (``cat0``, ``cont1``) or, for a continuous code, by its role."""
+        name = self.roles.get(name, name)
         if name not in self.codes:
-            raise RequestError(f"{field}: unknown code {name!r}; this model's codes are {', '.join(self.codes)}")
+            roles = f"; or a role: {', '.join(self.roles)}" if self.roles else ""
+            raise RequestError(f"{field}: unknown code {name!r}; this model's codes are {', '.join(self.codes)}{roles}")
         return self.codes[name]
 
-    def check_fixed(self, fixed: dict | None) -> dict[str, float]:
+    def check_label(self, label: str) -> tuple[str, int]:
+        if not self.labels:
+            raise RequestError("label: this model has no labels (it was scored without labelled data); "
+                               "fix a categorical code by value instead, e.g. codes: {\"cat0\": 3}")
+        if label not in self.labels:
+            raise RequestError(f"label: unknown label {label!r}; this model's labels are {', '.join(self.labels)}")
+        return self.labels[label]["code"], int(self.labels[label]["value"])
+
+    def check_fixed(self, fixed: dict | None, label: str | None = None) -> dict[str, float]:
         out = {}
-        for name, value in (fixed or {}).items():
-            code = self.check_code_name(f"codes.{name}", name)
+        for given, value in (fixed or {}).items():
+            code = self.check_code_name(f"codes.{given}", given)
+            name = code["name"]
+            if name in out:
+                raise RequestError(f"codes.{given}: {name} is given twice")
             value = float(value)
             if not math.isfinite(value):
-                raise RequestError(f"codes.{name}: value must be a finite number, got {value}")
+                raise RequestError(f"codes.{given}: value must be a finite number, got {value}")
             if code["kind"] == "categorical":
                 if not value.is_integer() or not 0 <= value < code["size"]:
-                    raise RequestError(f"codes.{name}: categorical index must be an integer in "
+                    raise RequestError(f"codes.{given}: categorical index must be an integer in "
                                        f"0..{code['size'] - 1}, got {value:g}")
                 out[name] = int(value)
             else:
                 low, high = CONT_FIXED_RANGE
                 if not low <= value <= high:
-                    raise RequestError(f"codes.{name}: continuous value must be in [{low:g}, {high:g}], got {value:g}")
+                    raise RequestError(f"codes.{given}: continuous value must be in [{low:g}, {high:g}], got {value:g}")
                 out[name] = value
+        if label is not None:
+            name, value = self.check_label(label)
+            if out.get(name, value) != value:
+                raise RequestError(f"label: {label!r} is {name}={value}, but codes sets {name}={out[name]}")
+            out[name] = value
         return out
+
+    def describe_names(self) -> dict:
+        """For /info: the labels with their purities, the roles with their correlations."""
+        labels = [{"label": label, "code": e["code"], "value": e["value"], "purity": e["purity"],
+                   "generated_purity": e.get("generated_purity"), "images": e.get("images")}
+                  for label, e in self.labels.items()]
+        roles = {role: {"code": code, **{k: v for k, v in self.names["continuous"][code].items() if k != "role"}}
+                 for role, code in self.roles.items()}
+        return {"labels": labels, "roles": roles, "generated_purity": self.names.get("generated_purity")}
 
     # ---- latents ---------------------------------------------------------------------
     def latents(self, n: int, seed: int, fixed: dict[str, float]) -> LatentBatch:

@@ -34,6 +34,7 @@ from infogan.latent import traversal_latents  # noqa: E402
 
 from .engine import (CONT_FIXED_RANGE, MAX_IMAGES, Engine, RequestError, finite_json, gif_bytes,  # noqa: E402
                      load_generator, png_bytes)
+from .guard import RequestGuard  # noqa: E402
 
 def _model_tag() -> str:
     """INFOGAN_MODEL_TAG if set; else the tag the `promote` flow last promoted
@@ -76,12 +77,16 @@ def _stored_model(tag: str):
 
 STORED = _stored_model(MODEL_TAG)
 
-N = Annotated[int, Field(ge=1, le=MAX_IMAGES, description=f"number of images, 1..{MAX_IMAGES}")]
-Seed = Annotated[int, Field(ge=0, le=SEED_MAX, description="image i is drawn with seed + i")]
-Codes = Annotated[Optional[dict[str, float]], Field(
-    description="fixed code values, e.g. {\"cat0\": 3, \"cont1\": 0.5}: categorical index in range, "
+N = Annotated[int, Field(strict=True, ge=1, le=MAX_IMAGES, description=f"number of images, 1..{MAX_IMAGES}")]
+Seed = Annotated[int, Field(strict=True, ge=0, le=SEED_MAX, description="image i is drawn with seed + i")]
+Codes = Annotated[Optional[dict[str, Annotated[float, Field(strict=True)]]], Field(max_length=16, 
+    description="fixed code values, e.g. {\"cat0\": 3, \"cont1\": 0.5} (a continuous code may be named by its "
+                "role, e.g. {\"slant\": 0.5}): categorical index in range, "
                 f"continuous in [{CONT_FIXED_RANGE[0]:g}, {CONT_FIXED_RANGE[1]:g}]; others are drawn")]
-ContValue = Annotated[float, Field(ge=CONT_FIXED_RANGE[0], le=CONT_FIXED_RANGE[1])]
+Label = Annotated[Optional[str], Field(
+    strict=True, max_length=64, description="a label, e.g. \"7\" or \"Sneaker\": fixes the categorical value that draws it "
+                               "(/info lists the labels and their purities)")]
+ContValue = Annotated[float, Field(strict=True, ge=CONT_FIXED_RANGE[0], le=CONT_FIXED_RANGE[1])]
 
 
 def _bad(exc: RequestError) -> bentoml.exceptions.InvalidArgument:
@@ -109,48 +114,53 @@ class InfoGANGenerator:
         self.engine = Engine(self.model_ref.path)
         self.metrics = self.engine.read_json("metrics.json")
 
-    async def _generate(self, n: int, seed: int, codes: dict | None):
+    async def _generate(self, n: int, seed: int, codes: dict | None, label: str | None):
         try:
-            fixed = self.engine.check_fixed(codes)
+            fixed = self.engine.check_fixed(codes, label)
         except RequestError as exc:
             raise _bad(exc) from None
         batch = self.engine.latents(n, seed, fixed)
-        return batch, await self.engine.images(batch)
+        return fixed, batch, await self.engine.images(batch)
 
     @bentoml.api
-    async def generate(self, n: N = 16, seed: Seed = 0, codes: Codes = None,
-                       ncol: Annotated[Optional[int], Field(ge=1, le=MAX_IMAGES)] = None) -> Image.Image:  # returns the encoded bytes as a Response
+    async def generate(self, n: N = 16, seed: Seed = 0, codes: Codes = None, label: Label = None,
+                       ncol: Annotated[Optional[int], Field(strict=True, ge=1, le=MAX_IMAGES)] = None) -> Image.Image:  # returns the encoded bytes as a Response
         """A PNG grid of n images (ncol columns, default about sqrt(n)); same inputs, same bytes."""
-        _, images = await self._generate(n, seed, codes)
+        _, _, images = await self._generate(n, seed, codes, label)
         ncol = ncol or math.ceil(math.sqrt(n))
         return _image_response(await asyncio.to_thread(lambda: png_bytes(make_grid(images, ncol))), "image/png")
 
     @bentoml.api
-    async def generate_json(self, n: N = 16, seed: Seed = 0, codes: Codes = None) -> dict:
+    async def generate_json(self, n: N = 16, seed: Seed = 0, codes: Codes = None, label: Label = None) -> dict:
         """Each image with the code values it used and the single-image request that redraws it."""
-        batch, images = await self._generate(n, seed, codes)
+        fixed, batch, images = await self._generate(n, seed, codes, label)
         values = self.engine.code_values(batch)
 
         def encode() -> list[str]:
             return [base64.b64encode(png_bytes(make_grid(images[i:i + 1], 1, pad=0))).decode() for i in range(n)]
 
         pngs = await asyncio.to_thread(encode)
-        return {"model": str(STORED.tag), "seed": seed, "n": n, "fixed": self.engine.check_fixed(codes),
+        return {"model": str(STORED.tag), "seed": seed, "n": n, "label": label, "fixed": fixed,
                 "images": [{"index": i, "codes": values[i], "png_base64": pngs[i],
                             "reproduce": {"n": 1, "seed": seed + i, "codes": values[i]}} for i in range(n)]}
 
     @bentoml.api
     async def traverse(self, code: str = "cat0", low: ContValue = -2.0, high: ContValue = 2.0,
-                       steps: Annotated[int, Field(ge=2, le=32)] = 9, rows: Annotated[int, Field(ge=1, le=32)] = 8,
-                       seed: Seed = 0, format: Literal["png", "gif"] = "png",
-                       frame_ms: Annotated[int, Field(ge=20, le=5000)] = 250) -> Image.Image:  # returns the encoded bytes as a Response
+                       steps: Annotated[int, Field(strict=True, ge=2, le=32)] = 9, rows: Annotated[int, Field(strict=True, ge=1, le=32)] = 8,
+                       seed: Seed = 0, label: Label = None, format: Literal["png", "gif"] = "png",
+                       frame_ms: Annotated[int, Field(strict=True, ge=20, le=5000)] = 250) -> Image.Image:  # returns the encoded bytes as a Response
         """Sweep one code: rows = noise vectors, columns = code values (categorical: every value,
         low/high/steps ignored; continuous: steps values from low to high, cat0 = row mod size).
+        ``code`` may be a continuous code's role; ``label`` fixes its categorical value in every row.
         ``format=gif``: one frame per column value."""
         try:
             spec = self.engine.check_code_name("code", code)
+            fixed = self.engine.check_fixed(None, label)
+            if spec["name"] in fixed:
+                raise RequestError(f"label: {label!r} fixes {spec['name']}, the code being traversed")
         except RequestError as exc:
             raise _bad(exc) from None
+        code = spec["name"]
         if spec["kind"] == "categorical":
             values = list(range(spec["size"]))
         else:
@@ -158,7 +168,10 @@ class InfoGANGenerator:
         if rows * len(values) > MAX_IMAGES:
             raise bentoml.exceptions.InvalidArgument(
                 f"rows: rows x columns = {rows} x {len(values)} exceeds {MAX_IMAGES} images; lower rows or steps")
-        images = await self.engine.images(traversal_latents(self.engine.spec, code, rows, values, seed))
+        latents = traversal_latents(self.engine.spec, code, rows, values, seed)
+        for name, value in fixed.items():
+            latents.cat[:, int(name[3:])] = value
+        images = await self.engine.images(latents)
         if format == "png":
             data = await asyncio.to_thread(lambda: png_bytes(make_grid(images, len(values))))
             return _image_response(data, "image/png")
@@ -169,16 +182,22 @@ class InfoGANGenerator:
 
     @bentoml.api
     def info(self) -> dict:
-        """Latent spec, image shape, model tag, evaluation metrics and provenance."""
-        spec, g, blob = self.engine.spec, self.engine.g, self.engine.blob
+        """Latent spec, what each code stands for (labels with purities, roles with correlations),
+        image shape, model tag, evaluation metrics and provenance."""
+        spec, g, blob, engine = self.engine.spec, self.engine.g, self.engine.blob, self.engine
         # The package stage's `<code>_controls` metadata: what evaluation found each continuous code controls.
         roles = {k[:-len("_controls")]: v for k, v in STORED.info.metadata.items() if k.endswith("_controls")}
+        names = engine.describe_names()
         codes = []
         for c in spec.describe():
             c = dict(c)
             if c["kind"] == "continuous":
                 c["fixed_range"] = list(CONT_FIXED_RANGE)
                 c["controls"] = roles.get(c["name"])
+                role = (engine.names.get("continuous") or {}).get(c["name"]) or {}
+                c["role"], c["r"] = role.get("role"), role.get("r")
+            else:
+                c["values"] = (engine.names.get("categorical") or {}).get(c["name"], [])
             codes.append(c)
         info = STORED.info
         return {
@@ -187,12 +206,17 @@ class InfoGANGenerator:
             "image": {"channels": g.channels, "height": g.image_size, "width": g.image_size},
             "latent": {"noise_dim": spec.noise_dim, "codes": codes},
             "continuous_controls": roles,
+            **names,
             "limits": {"max_images": MAX_IMAGES, "seed_max": SEED_MAX},
             "metrics": self.metrics,
-            "provenance": {"labels": dict(info.labels), "metadata": finite_json(dict(info.metadata)),
+            "provenance": {"git_revision": info.metadata.get("git_revision", "unknown"), "labels": dict(info.labels), "metadata": finite_json(dict(info.metadata)),
                            "experiment": blob.get("experiment"), "epoch": blob.get("epoch"),
                            "images_seen": blob.get("images_seen"), "checkpoint_format": blob.get("format")},
             "batching": dict(self.engine.batcher.stats),
             "torch_threads": torch.get_num_threads(),
         }
 
+
+# JSON only, bounded bodies, no unknown fields (service/guard.py); the fields are the APIs' own.
+API_FIELDS = {api.route: set(api.input_spec.model_fields) for api in InfoGANGenerator.apis.values()}
+InfoGANGenerator.add_asgi_middleware(RequestGuard, fields=API_FIELDS)

@@ -1,6 +1,8 @@
 """Shared fixtures: the real datasets in ../shared/datasets and a shrunken params profile."""
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 from pathlib import Path
 
@@ -148,6 +150,11 @@ def packaged_model(tmp_path_factory):
     import subprocess
     import sys
 
+    if os.environ.get("INFOGAN_TEST_PROJECT"):  # a real project's packaged model (docs/serving.md)
+        project = Path(os.environ["INFOGAN_TEST_PROJECT"]).resolve()
+        record = json.loads((project / "models" / "package.json").read_text())
+        home = Path(record["bentoml_home"] or project / ".bentoml")
+        return {"home": home, "tag": record["tag"], "project": project, "metadata": record["metadata"]}
     shared_dataset("mnist")
     project = tmp_path_factory.mktemp("service_project")
     params = tiny_params()
@@ -167,19 +174,19 @@ def packaged_model(tmp_path_factory):
             "metadata": yaml.safe_load(models[0].read_text())["metadata"]}
 
 
-@pytest.fixture(scope="session")
-def server(packaged_model, tmp_path_factory):
-    """``bentoml serve`` on a free local port; killed (whole process group) afterwards."""
+@contextlib.contextmanager
+def serving(bentoml_home: Path, log: Path, **env: str):
+    """``bentoml serve`` of the store at ``bentoml_home`` on a free local port, ready; killed
+    (whole process group) afterwards."""
     import signal
     import subprocess
     import time
 
     requests = pytest.importorskip("requests")
     port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(bentoml_cli("serve", SERVICE, "--host", "127.0.0.1", "--port", str(port)),
-                                cwd=ROOT, env=service_env(packaged_model["home"]), stdout=out,
+                                cwd=ROOT, env=service_env(bentoml_home, **env), stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -195,7 +202,7 @@ def server(packaged_model, tmp_path_factory):
         if not ready:
             pytest.fail(f"service not ready after {time.monotonic() - start:.0f}s (exit code {proc.poll()}):\n"
                         + log.read_text(errors="replace")[-4000:])
-        yield {"url": url, "cold_start_s": time.monotonic() - start, "log": log, **packaged_model}
+        yield {"url": url, "cold_start_s": time.monotonic() - start, "log": log}
     finally:
         for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
             try:
@@ -206,3 +213,9 @@ def server(packaged_model, tmp_path_factory):
                 break
             except subprocess.TimeoutExpired:
                 continue
+
+
+@pytest.fixture(scope="session")
+def server(packaged_model, tmp_path_factory):
+    with serving(packaged_model["home"], tmp_path_factory.mktemp("serve") / "serve.log") as running:
+        yield {**running, **packaged_model}

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import serving
+
 requests = pytest.importorskip("requests")
 Image = pytest.importorskip("PIL.Image")
 ImageChops = pytest.importorskip("PIL.ImageChops")
@@ -178,23 +180,34 @@ def test_every_code_has_a_labelled_keyboard_control(page, server):
             assert control.tag_name == "input" and control.get_attribute("type") == "range"
             assert (float(control.get_attribute("min")), float(control.get_attribute("max"))) == (-2.0, 2.0)
             label = page.find_element(By.CSS_SELECTOR, f"label[for='code-{code['name']}']").text
-            role = code["controls"] or "no clear role found"
-            assert label == f"{code['name']} — {role}", label
+            if code["role"]:  # named by its role, the code and its r small beside it
+                assert label == f"{code['role']} {code['name']}, r {code['r']:.2f}", label
+            else:
+                assert label == f"{code['name']} — no clear role found", label
         else:
             assert control.get_attribute("role") == "group"
             heading = page.find_element(By.ID, control.get_attribute("aria-labelledby")).text
             assert heading.startswith(code["name"])
             buttons = control.find_elements(By.TAG_NAME, "button")
-            assert [b.text for b in buttons] == ["any", *map(str, range(code["size"]))]
+            assert buttons[0].text == "any" and len(buttons) == code["size"] + 1
             assert [b.get_attribute("aria-pressed") for b in buttons] == ["true"] + ["false"] * code["size"]
+            for button, entry in zip(buttons[1:], code["values"]):  # the label each value draws, its index small
+                assert button.get_attribute("data-value") == str(entry["value"])
+                assert button.find_element(By.CLASS_NAME, "label").text == entry["label"]
+                assert button.find_element(By.CLASS_NAME, "code-index").text == str(entry["value"])
+                low = entry["generated_purity"] < 0.5
+                assert ("low-purity" in button.get_attribute("class").split()) == low, entry
+                assert bool(button.find_elements(By.CLASS_NAME, "purity-warning")) == low
     for field in ("seed", "count", "trav-code", "trav-rows", "trav-steps", "trav-ms"):
         assert page.find_element(By.CSS_SELECTOR, f"label[for='{field}']").text
     assert page.find_element(By.ID, "new-noise").tag_name == "button"
     # The model's version and headline metrics, as /info reports them.
     facts = page.find_element(By.ID, "model-facts").text
+    assert spec["provenance"]["git_revision"] in facts and "unknown" not in facts
     assert spec["model"]["version"] in facts and spec["model"]["tag"] in page.find_element(By.ID, "model-line").text
-    row = page.find_element(By.CSS_SELECTOR, "#metrics tr[data-metric='accuracy'] td").text
-    assert row == f"{spec['metrics']['accuracy']:.3f}"
+    for key in ("accuracy", "generated_purity"):
+        row = page.find_element(By.CSS_SELECTOR, f"#metrics tr[data-metric='{key}'] td").text
+        assert row == f"{spec['metrics'][key]:.3f}"
 
 
 def test_slider_and_category_repaint_the_grid(page, server, tmp_path):
@@ -286,3 +299,100 @@ def test_slider_to_paint_latency(page, tmp_path):
     assert len(ms) == 50
     # Generous: CI machines are shared; bench/explorer_latency.py records the real figure.
     assert p50 < 1000, ms
+
+
+# ---- these open pages of their own: they come last, after the tests on the shared page ----------
+def grid_tiles(png_bytes: bytes, n: int, ncol: int, size: int = 28, pad: int = 2) -> "torch.Tensor":
+    """The images of a make_grid PNG, uint8 (n, 1, size, size)."""
+    import numpy as np
+    import torch
+
+    grid = np.asarray(Image.open(io.BytesIO(png_bytes)).convert("L"))
+    tiles = []
+    for i in range(n):
+        r, c = divmod(i, ncol)
+        y, x = pad + r * (size + pad), pad + c * (size + pad)
+        tiles.append(grid[y:y + size, x:x + size])
+    return torch.from_numpy(np.stack(tiles)[:, None].copy())
+
+
+def feature_net(project: Path):
+    from infogan.features import FeatureNet
+    from infogan.io import safe_load
+
+    nets = sorted((project / "data" / "feature_nets").glob("mnist_*.pt"))
+    assert nets, f"no MNIST feature net under {project}/data/feature_nets"
+    blob = safe_load(nets[-1])
+    net = FeatureNet(**blob["args"])
+    net.load_state_dict(blob["state"])
+    return net.eval()
+
+
+def test_the_button_labelled_7_draws_sevens_as_often_as_reported(browser, server):
+    """Click "7" (and the label whose reported generated purity is highest, so that a weak
+    model's test still has something to find), take the 64 images the page shows and classify
+    them with the feature net evaluation used: the share drawn as the label is at least the
+    value's reported generated purity, less 3 binomial standard errors of the two estimates
+    (64 images here, evaluation's per-value count there) and one image for PNG rounding.
+    INFOGAN_TEST_PROJECT runs it on a real packaged model (docs/serving.md)."""
+    import math
+
+    import torch
+    from selenium.webdriver.common.by import By
+
+    from infogan.data import to_unit_range
+
+    described = info(server)
+    net = feature_net(server["project"])
+    purest = max(described["labels"], key=lambda e: e["generated_purity"])["label"]
+    per_value = described["metrics"]["generated_per_value"]
+    open_explorer(browser, server["url"])  # a fresh page: continuous codes at 0
+    count = browser.find_element(By.ID, "count")
+    count.clear()
+    count.send_keys("64")
+    wait_for(browser, "explorer.state.n === 64 && !explorer.pending()")
+    for label in dict.fromkeys(["7", purest]):
+        before = paints(browser)
+        browser.find_element(By.CSS_SELECTOR, f"#code-cat0 button[data-label='{label}']").click()
+        wait_for(browser, f"explorer.paints > {before} && !explorer.pending()")
+        body = browser.execute_script("return explorer.timings.at(-1).body;")
+        entry = next(e for e in described["labels"] if e["label"] == label)
+        assert body["n"] == 64 and body["codes"][entry["code"]] == entry["value"]
+        shown = blob_bytes(browser, browser.find_element(By.ID, "download-grid").get_attribute("href"))
+        with torch.no_grad():
+            classes = net(to_unit_range(grid_tiles(shown, 64, body["ncol"]))).argmax(1).tolist()
+        drawn = classes.count(int(label)) / 64  # MNIST: class c is the label "c"
+        reported = entry["generated_purity"]
+        tolerance = 3 * math.sqrt(max(reported * (1 - reported), 0.01) * (1 / 64 + 1 / per_value)) + 1 / 64
+        print(f"\nbutton {label!r} ({entry['code']}={entry['value']}): {drawn:.3f} of 64 images classified "
+              f"{label!r}; reported generated purity {reported:.3f} (tolerance {tolerance:.3f}); "
+              f"purity on real images {entry['purity']:.3f}")
+        assert drawn >= reported - tolerance, (label, drawn, reported, tolerance)
+
+
+@pytest.fixture(scope="module")
+def unlabelled_server(packaged_model, tmp_path_factory):
+    """The session's model as a model trained on unlabelled images would be packaged: the
+    same generator, with nothing known about what its values draw or its codes control."""
+    home = tmp_path_factory.mktemp("unlabelled") / "bentoml"
+    shutil.copytree(packaged_model["home"], home)
+    for names in (home / "models").glob("*/*/codes.json"):
+        names.write_text('{"dataset": "image_folder", "categorical": {}, "continuous": {}, "generated_purity": null}')
+    for model in (home / "models").glob("*/*/model.yaml"):  # nor any evaluation-found role in the metadata
+        lines = model.read_text().splitlines()
+        model.write_text("\n".join(line for line in lines if "_controls:" not in line) + "\n")
+    with serving(home, home.parent / "serve.log") as running:
+        yield running
+
+
+def test_a_model_without_labels_falls_back_to_code_indices(browser, unlabelled_server):
+    from selenium.webdriver.common.by import By
+
+    open_explorer(browser, unlabelled_server["url"])
+    buttons = browser.find_elements(By.CSS_SELECTOR, "#code-cat0 button")
+    assert [b.text for b in buttons] == ["any", *map(str, range(10))]
+    assert not browser.find_elements(By.CSS_SELECTOR, "#code-cat0 button[data-label]")
+    label = browser.find_element(By.CSS_SELECTOR, "label[for='code-cont0']").text
+    assert label == "cont0 — no clear role found", label
+    r = requests.post(f"{unlabelled_server['url']}/generate", json={"label": "7"}, timeout=30)
+    assert r.status_code == 400 and "has no labels" in r.text

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 # packaged_model and server (one `bentoml serve` per session) are fixtures in conftest.py.
 from .conftest import ROOT, SERVICE, bentoml_cli, free_port, service_env
@@ -57,6 +59,67 @@ def test_info_describes_spec_model_metrics_and_provenance(server):
     assert info["continuous_controls"] == expected
     assert set(expected) == {"cont0", "cont1"}  # the packaged model is scored on the core's `image` set
     assert {codes[c]["controls"] for c in expected} <= {"brightness", "drawn_area", "centre_x", "centre_y"}
+
+
+def test_info_lists_labels_with_purities_roles_and_the_revision(server):
+    info = post(server, "info", {}).json()
+    # The tiny model's 10 values are matched one-to-one to MNIST's 10 classes on real test images.
+    labels = info["labels"]
+    assert [e["label"] for e in labels] == [str(i) for i in range(10)]
+    assert sorted(e["value"] for e in labels) == list(range(10)) and {e["code"] for e in labels} == {"cat0"}
+    for entry in labels:
+        assert 0.0 <= entry["purity"] <= 1.0 and 0.0 <= entry["generated_purity"] <= 1.0 and entry["images"] >= 0
+    cat0 = next(c for c in info["latent"]["codes"] if c["name"] == "cat0")
+    assert {e["label"]: e["value"] for e in cat0["values"]} == {e["label"]: e["value"] for e in labels}
+    assert 0.0 <= info["generated_purity"] <= 1.0
+    assert info["generated_purity"] == info["metrics"]["generated_purity"]
+    for code in (c for c in info["latent"]["codes"] if c["kind"] == "continuous"):
+        assert code["role"] in {"brightness", "drawn_area", "centre_x", "centre_y"} and -1 <= code["r"] <= 1
+    for role, entry in info["roles"].items():
+        assert next(c for c in info["latent"]["codes"] if c["name"] == entry["code"])["role"] == role
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", info["provenance"]["git_revision"])
+
+
+def label_value(server, label: str) -> tuple[str, int]:
+    entry = next(e for e in post(server, "info", {}).json()["labels"] if e["label"] == label)
+    return entry["code"], entry["value"]
+
+
+def test_generate_by_label_gives_the_bytes_of_the_same_request_by_value(server):
+    code, value = label_value(server, "7")
+    by_label = post(server, "generate", {"n": 5, "seed": 3, "label": "7"})
+    assert by_label.status_code == 200, by_label.text
+    assert by_label.content == post(server, "generate", {"n": 5, "seed": 3, "codes": {code: value}}).content
+    assert by_label.content == post(server, "generate", {"n": 5, "seed": 3, "label": "7"}).content
+    out = post(server, "generate_json", {"n": 3, "seed": 1, "label": "7", "codes": {code: value}}).json()
+    assert out["label"] == "7" and out["fixed"] == {code: value}
+    assert all(item["codes"][code] == value for item in out["images"])
+    alone = post(server, "generate_json", out["images"][1]["reproduce"]).json()["images"][0]
+    assert alone["png_base64"] == out["images"][1]["png_base64"]
+
+
+def test_traverse_by_role_and_label(server):
+    info = post(server, "info", {}).json()
+    body = {"rows": 2, "steps": 3, "seed": 4}
+    if info["roles"]:  # a role that one code alone plays names that code
+        role, entry = next(iter(info["roles"].items()))
+        by_role = post(server, "traverse", {**body, "code": role})
+        assert by_role.status_code == 200, by_role.text
+        assert by_role.content == post(server, "traverse", {**body, "code": entry["code"]}).content
+    sevens = post(server, "traverse", {**body, "code": "cont0", "label": "7"})
+    assert sevens.status_code == 200 and sevens.content != post(server, "traverse", {**body, "code": "cont0"}).content
+    # Every row draws the value labelled 7: the grid is the by-value images of that value.
+    assert png(sevens.content).size == (3 * TILE + 2, 2 * TILE + 2)
+
+
+def test_bad_labels_get_400_listing_the_known_ones(server):
+    code, value = label_value(server, "7")
+    r = post(server, "generate", {"label": "seven"})
+    assert r.status_code == 400 and "unknown label 'seven'" in r.text and "0, 1, 2, 3, 4, 5, 6, 7, 8, 9" in r.text
+    r = post(server, "generate_json", {"label": "7", "codes": {code: (value + 1) % 10}})
+    assert r.status_code == 400 and f"'7' is {code}={value}" in r.text
+    r = post(server, "traverse", {"code": code, "label": "7"})
+    assert r.status_code == 400 and "the code being traversed" in r.text
 
 
 def test_generate_png_grid_has_requested_size_and_is_deterministic(server):
@@ -125,6 +188,17 @@ def test_traverse_png_and_gif(server):
     ("generate", {"codes": {"cont0": 4.0}}, "cont0"),
     ("generate", {"codes": {"cont1": "left"}}, "cont1"),
     ("generate", {"codes": [1, 2]}, "codes"),
+    ("generate", {"sed": 7}, "sed"),
+    ("generate", {"n": True}, "n"),
+    ("generate", {"n": 4.0}, "n"),
+    ("generate", {"codes": {"cat0": "3"}}, "cat0"),
+    ("traverse", {"steps": "4"}, "steps"),
+    ("info", {"verbose": True}, "verbose"),
+    ("generate", {"label": "seven"}, "label"),
+    ("generate", {"label": 7}, "label"),
+    ("generate", {"label": "7" * 65}, "label"),
+    ("generate_json", {"label": ["7"]}, "label"),
+    ("traverse", {"code": "cont0", "label": "Sneaker"}, "label"),
     ("generate_json", {"n": 257}, "n"),
     ("generate_json", {"codes": {"noise": 0}}, "noise"),
     ("traverse", {"code": "cont9"}, "code"),
@@ -137,6 +211,99 @@ def test_bad_requests_get_400_naming_the_field(server, endpoint, body, field):
     r = post(server, endpoint, body, timeout=10)
     assert r.status_code == 400, (r.status_code, r.text)
     assert re.search(rf"\b{field}\b", r.text), r.text
+
+
+CODE_KEYS = ["cat0", "cont0", "cont1", "cat1", "cont9", "noise", "brightness", "centre_x"]
+
+
+@st.composite
+def generate_bodies(draw):
+    body = {}
+    if draw(st.booleans()):
+        body["n"] = draw(st.one_of(st.integers(1, 16), st.integers(-3, 300)))
+    if draw(st.booleans()):
+        body["seed"] = draw(st.one_of(st.integers(0, 10**6), st.integers(-5, 10), st.integers(2**32 - 3, 2**32 + 3)))
+    if draw(st.booleans()):
+        known = st.sampled_from([str(i) for i in range(10)])
+        body["label"] = draw(st.one_of(known, known, st.sampled_from(["", "seven", "Sneaker", "07", "7" * 70])))
+    if draw(st.booleans()):
+        # Mostly this model's own codes and in-range values, so that the cases near the contract's
+        # edges (a label and a code that disagree, a role and its code both given) come up often.
+        keys = st.one_of(st.just("cat0"), st.sampled_from(["cont0", "cont1"]), st.sampled_from(CODE_KEYS))
+        values = st.one_of(st.integers(0, 9), st.integers(-2, 12), st.floats(-4, 4, allow_nan=False),
+                           st.sampled_from([0.5, 9.0]))
+        body["codes"] = draw(st.dictionaries(keys, values, max_size=3))
+    return body
+
+
+def expected_ok(info: dict, body: dict) -> bool:
+    """The service's contract, written out independently of its code."""
+    codes = {c["name"]: c for c in info["latent"]["codes"]}
+    labels = {e["label"]: (e["code"], e["value"]) for e in info["labels"]}
+    if not 1 <= body.get("n", 16) <= 256 or not 0 <= body.get("seed", 0) <= 2**32 - 1:
+        return False
+    fixed = {}
+    for key, value in (body.get("codes") or {}).items():
+        name = info["roles"][key]["code"] if key in info["roles"] else key
+        if name not in codes or name in fixed:
+            return False
+        if codes[name]["kind"] == "categorical" and not (float(value).is_integer() and 0 <= value < codes[name]["size"]):
+            return False
+        if codes[name]["kind"] == "continuous" and not -3 <= value <= 3:
+            return False
+        fixed[name] = value
+    if "label" in body:
+        if body["label"] not in labels:
+            return False
+        code, value = labels[body["label"]]
+        if fixed.get(code, value) != value:
+            return False
+    return True
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=generate_bodies())
+def test_fuzzed_generate_requests_get_an_image_or_a_400_as_the_contract_says(server, body):
+    info = server.setdefault("info_cache", post(server, "info", {}).json())
+    r = post(server, "generate", {**body, "ncol": 4} if body.get("n", 16) <= 64 else body)
+    assert r.status_code == (200 if expected_ok(info, body) else 400), (body, r.status_code, r.text[:300])
+    if r.status_code == 200:
+        assert r.headers["content-type"] == "image/png" and png(r.content).mode == "L"
+
+
+def test_only_bounded_json_bodies_are_read(server):
+    url = f"{server['url']}/generate"
+    for content_type, data in (("text/plain", b'{"n": 1}'), ("application/x-www-form-urlencoded", b"n=1"),
+                               ("multipart/form-data; boundary=x", b'--x\r\n\r\n{"n": 1}\r\n--x--')):
+        r = requests.post(url, data=data, headers={"Content-Type": content_type}, timeout=10)
+        assert r.status_code == 415 and "application/json" in r.json()["error"], (content_type, r.text)
+    r = requests.post(url, data=b"[1, 2]", headers={"Content-Type": "application/json"}, timeout=10)
+    assert r.status_code == 400 and "JSON object" in r.json()["error"]
+    # Too large, declared or streamed without a length (chunked), alone or many at once.
+    big = json.dumps({"n": 1, "label": "7" * 1_000_000}).encode()
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: requests.post(url, data=big, timeout=30,
+                                                        headers={"Content-Type": "application/json"}), range(8)))
+    assert [a.status_code for a in answers] == [413] * 8 and "exceeds the limit" in answers[0].json()["error"]
+
+    def chunks():
+        yield b'{"n": 1, "label": "'
+        for _ in range(64):
+            yield b"7" * 4096
+        yield b'"}'
+    r = requests.post(url, data=chunks(), headers={"Content-Type": "application/json"}, timeout=30)
+    assert r.status_code == 413, r.text
+    assert post(server, "generate", {"n": 1}).status_code == 200  # and the service carries on
+
+
+def test_security_headers(server):
+    page = requests.get(f"{server['url']}/explorer/", timeout=10)
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "default-src 'none'" in csp and "img-src 'self' blob:" in csp
+    for r in (page, requests.get(f"{server['url']}/explorer/explorer.js", timeout=10), post(server, "generate", {"n": 1}),
+              post(server, "generate", {"sed": 1})):
+        assert r.headers["x-content-type-options"] == "nosniff", r.url
+    assert "content-security-policy" not in post(server, "generate", {"n": 1}).headers
 
 
 def test_malformed_json_is_a_400(server):

@@ -7,6 +7,7 @@
   const DEBOUNCE_MS = 25;      // coalesce a slider drag into few requests
   const SLIDER = { min: -2, max: 2, step: 0.05 };
   const MAX_SAMPLES = 64;      // the page's own cap (the service allows more)
+  const LOW_PURITY = 0.5;      // a label drawn less often than this is marked, not hidden
 
   const $ = (id) => document.getElementById(id);
   const grid = $("grid");
@@ -113,8 +114,12 @@
   function continuousControl(code) {
     const id = `code-${code.name}`;
     const wrap = el("div", { class: "slider" });
-    const role = code.controls ? `${code.name} — ${code.controls}` : `${code.name} — no clear role found`;
-    wrap.append(el("label", { for: id }, role));
+    const label = el("label", { for: id }, code.role ? code.role : `${code.name} — no clear role found`);
+    if (code.role) {
+      const r = typeof code.r === "number" ? `, r ${code.r.toFixed(2)}` : "";
+      label.append(" ", el("small", { class: "code-index" }, `${code.name}${r}`));
+    }
+    wrap.append(label);
     const low = Math.max(SLIDER.min, code.fixed_range ? code.fixed_range[0] : SLIDER.min);
     const high = Math.min(SLIDER.max, code.fixed_range ? code.fixed_range[1] : SLIDER.max);
     const input = el("input", { id, type: "range", min: low, max: high, step: SLIDER.step, value: 0,
@@ -132,17 +137,40 @@
     return wrap;
   }
 
+  // The share of what a value draws that carries its label: G's (generated purity) when
+  // evaluation measured it, else Q's reading of real images.
+  function purityOf(entry) {
+    return typeof entry.generated_purity === "number" ? entry.generated_purity : entry.purity;
+  }
+
   function categoricalControl(code) {
     const labelId = `code-${code.name}-label`;
     const wrap = el("div");
-    wrap.append(el("span", { id: labelId, class: "group-label" }, `${code.name} — category (${code.size} values)`));
+    const labelled = Array.isArray(code.values) && code.values.length === code.size;
+    const title = labelled ? `${code.name} — label (${code.size} values)` : `${code.name} — category (${code.size} values)`;
+    wrap.append(el("span", { id: labelId, class: "group-label" }, title));
     const group = el("div", { role: "group", "aria-labelledby": labelId, id: `code-${code.name}`,
                               "data-code": code.name });
-    const choices = [["any", null], ...Array.from({ length: code.size }, (_, i) => [String(i), i])];
-    for (const [text, value] of choices) {
+    const choices = [[null, null], ...Array.from({ length: code.size }, (_, i) => [i, labelled ? code.values[i] : null])];
+    for (const [value, entry] of choices) {
       const button = el("button", { type: "button", "aria-pressed": String(value === null),
-                                    "data-value": value === null ? "any" : String(value) }, text);
-      if (value === null) button.title = "draw the category at random for each sample";
+                                    "data-value": value === null ? "any" : String(value) });
+      if (value === null) {
+        button.textContent = "any";
+        button.title = "draw the category at random for each sample";
+      } else if (entry) {
+        const purity = purityOf(entry);
+        button.dataset.label = entry.label;
+        button.append(el("span", { class: "label" }, entry.label), el("small", { class: "code-index" }, String(value)));
+        button.title = `${code.name}=${value} draws ${entry.label}: purity ${(100 * purity).toFixed(0)} %`;
+        if (purity < LOW_PURITY) {
+          button.classList.add("low-purity");
+          button.append(el("small", { class: "purity-warning" }, "low purity"));
+          button.title += " (low: often draws something else)";
+        }
+      } else {
+        button.textContent = String(value);
+      }
       button.addEventListener("click", () => {
         for (const other of group.querySelectorAll("button")) other.setAttribute("aria-pressed", "false");
         button.setAttribute("aria-pressed", "true");
@@ -180,7 +208,7 @@
     const prov = info.provenance || {};
     const rows = [["tag", info.model.tag], ["version", info.model.version], ["created", info.model.created],
                   ["experiment", prov.experiment], ["epoch", prov.epoch], ["images seen", prov.images_seen],
-                  ["git revision", (prov.labels || {}).git_revision],
+                  ["git revision", prov.git_revision],
                   ["image", `${info.image.channels}×${info.image.height}×${info.image.width}`],
                   ["noise dims", info.latent.noise_dim]];
     for (const [key, value] of rows) {
@@ -189,22 +217,26 @@
     }
     const body = $("metrics").tBodies[0];
     const metrics = info.metrics || {};
-    const roles = metrics.continuous_roles || {};
     const quality = metrics.image_quality || {};
-    const metricRows = [["accuracy", metrics.accuracy], ["nmi", metrics.nmi], ["mi_cat", metrics.mi_cat],
-                   ["h_cat", metrics.h_cat], ["mi_cat_fraction", metrics.mi_cat_fraction],
-                   ["mi_cont", metrics.mi_cont], ["h_cont", metrics.h_cont],
-                   [`rotation r (${roles.rotation_code})`, roles.rotation_r],
-                   [`${roles.shape_attribute} r (${roles.shape_code})`, roles.shape_r],
-                   ["FID", quality.fid], ["precision", quality.precision], ["recall", quality.recall]];
-    for (const [key, value] of metricRows) {
+    const roleRows = Object.entries(info.roles || {}).map(([role, entry]) =>
+      [`${role}_r`, `${role} r (${entry.code} on ${entry.attribute})`, entry.r]);
+    // [data-metric key, what the row says, value]
+    const metricRows = [["accuracy", "accuracy (Q on real images)", metrics.accuracy],
+                   ["generated_purity", "generated purity (G, feature net)", metrics.generated_purity],
+                   ["nmi", "nmi", metrics.nmi], ["mi_cat", "mi_cat", metrics.mi_cat], ["h_cat", "h_cat", metrics.h_cat],
+                   ["mi_cat_fraction", "mi_cat_fraction", metrics.mi_cat_fraction],
+                   ["mi_cont", "mi_cont", metrics.mi_cont], ["h_cont", "h_cont", metrics.h_cont], ...roleRows,
+                   ["fid", "FID", quality.fid], ["precision", "precision", quality.precision],
+                   ["recall", "recall", quality.recall]];
+    for (const [key, text, value] of metricRows) {
       if (typeof value !== "number") continue;
       const row = el("tr", { "data-metric": key });
-      row.append(el("th", { scope: "row" }, key), el("td", {}, fmt(value)));
+      row.append(el("th", { scope: "row" }, text), el("td", {}, fmt(value)));
       body.append(row);
     }
     $("model-line").textContent = `Model ${info.model.tag}` +
       (typeof metrics.accuracy === "number" ? ` · accuracy ${fmt(metrics.accuracy)}` : "") +
+      (typeof metrics.generated_purity === "number" ? ` · generated purity ${fmt(metrics.generated_purity)}` : "") +
       (typeof metrics.nmi === "number" ? ` · NMI ${fmt(metrics.nmi)}` : "");
   }
 
@@ -215,7 +247,7 @@
   function traversalControls(codes) {
     const select = $("trav-code");
     for (const code of codes) {
-      const text = code.kind === "continuous" && code.controls ? `${code.name} — ${code.controls}` : code.name;
+      const text = code.kind === "continuous" && code.role ? `${code.role} (${code.name})` : code.name;
       select.append(el("option", { value: code.name }, text));
     }
     const firstContinuous = codes.find((c) => c.kind === "continuous");

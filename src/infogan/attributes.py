@@ -23,7 +23,8 @@ class AttributeSet:
     name: str
     # (images (N, C, H, W) in [-1, 1], rows of the row-major sweeps) -> attribute -> (N,) values
     measure: Callable[[torch.Tensor, int], dict[str, np.ndarray]]
-    # (code -> attribute -> r, code -> attribute -> {"lo", "hi"}) -> {"roles": {code: name}, ...}
+    # (code -> attribute -> r, code -> attribute -> {"lo", "hi"}) ->
+    # {"roles": {code: role name}, "codes": {code: {"attribute": measured, "r": r, ...}}, ...}
     summarize: Callable[[dict, dict], dict]
 
 

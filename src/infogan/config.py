@@ -150,6 +150,8 @@ class EvaluateConfig(_Strict):
     bn_calibration_images: int = _f(5000, "real training images that re-estimate D's BatchNorm statistics "
                                     "before Q reads real images; 0 = D's running statistics", ge=0, le=100_000)
     fid: bool = _f(True, "Fréchet distance and precision/recall in the project's own feature net")
+    generated_per_value: int = _f(200, "images G draws per categorical value, classified by the feature net for "
+                                  "generated purity; 0 = off", ge=0, le=10_000)
     prdc_k: int = _f(5, "k of the k-nearest-neighbour balls of precision/recall/density/coverage", ge=1, le=100)
     prdc_samples: int = _f(5000, "images per side for precision/recall", ge=100, le=50_000)
     feature_net_dir: str = _f("data/feature_nets", "cache of the feature nets, one per dataset")

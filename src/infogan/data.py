@@ -58,6 +58,12 @@ CLASS_NAMES = {
 }
 
 
+def class_names(dataset: str, n_labels: int) -> list[str]:
+    """How a dataset's label indices read to a person: its class names, else the indices."""
+    names = CLASS_NAMES.get(dataset, [])
+    return [names[i] if i < len(names) else str(i) for i in range(n_labels)]
+
+
 # ---------------------------------------------------------------------------- IDX
 
 def _read_maybe_gz(path: Path) -> bytes:

@@ -15,11 +15,11 @@ import torch
 from .attributes import attribute_set, within_row_correlation, within_row_correlation_interval
 from .checkpoint import load_checkpoint, rebuild_models, select_device
 from .config import InfoGANConfig
-from .data import load_split
+from .data import class_names, load_split
 from .features import features, frechet_distance, load_or_train_feature_net, prdc
 from .io import atomic_write_json, file_sha256
 from .latent import LatentBatch, LatentSpec
-from .metrics import bn_calibrated, categorical_scores
+from .metrics import bn_calibrated, categorical_scores, hungarian_accuracy
 from .nets import Generator
 from .objective import info_nll
 from .tracking import RunLogger
@@ -100,11 +100,32 @@ def continuous_code_intervals(sweeps: dict, rows: int) -> dict[str, dict[str, di
             for code, (values, attrs) in sweeps.items()}
 
 
-def image_quality(cfg: InfoGANConfig, g, spec, device, train_split, test_split) -> dict:
+@torch.no_grad()
+def generated_purity(g, spec: LatentSpec, net, categorical: list[dict], per_value: int, seed: int, device,
+                     batch: int) -> dict:
+    """Whether asking for a value draws its label: for each value of each categorical code, G
+    draws ``per_value`` images with that value fixed (every other code from the prior) and the
+    feature net classifies them. Per value, the share classified as the label evaluation gave
+    the value; per code, the Hungarian-matched accuracy of value against class."""
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for code_index, (size, scores) in enumerate(zip(spec.categorical, categorical)):
+        latents = spec.sample(size * per_value, gen)
+        values = torch.arange(size).repeat_interleave(per_value)
+        latents.cat[:, code_index] = values
+        images = generate(g, spec, latents, device, batch)
+        classes = torch.cat([net(images[i:i + batch]).argmax(1) for i in range(0, len(images), batch)]).numpy()
+        accuracy, _ = hungarian_accuracy(values.numpy(), classes, size, net.head.out_features)
+        for entry in scores["values"]:
+            drawn = classes[values.numpy() == entry["value"]]
+            entry["generated_purity"] = float((drawn == entry["label_index"]).mean())
+        scores["generated_accuracy"] = accuracy
+        out[scores["code"]] = accuracy
+    return {"generated_purity": out.get("cat0"), "generated_per_value": per_value}
+
+
+def image_quality(cfg: InfoGANConfig, g, spec, net, device, train_split, test_split) -> dict:
     ec = cfg.evaluate
-    net, net_acc = load_or_train_feature_net(ec.feature_net_dir, cfg.data.dataset, train_split.images,
-                                             train_split.labels, test_split.images, test_split.labels,
-                                             ec.feature_net_epochs)
     gen = torch.Generator().manual_seed(ec.seed + 1)
     n = min(ec.n_samples, len(test_split.images))
     fake = generate(g, spec, spec.sample(n, gen), device, ec.batch_size)
@@ -114,7 +135,6 @@ def image_quality(cfg: InfoGANConfig, g, spec, device, train_split, test_split) 
     f_train = features(net, train_split.images[pick])
     k = min(ec.prdc_samples, n)
     return {
-        "feature_net_test_accuracy": net_acc,
         "samples": n,
         "fid": frechet_distance(f_fake, f_test),
         "fid_floor_train_vs_test": frechet_distance(f_train, f_test),
@@ -144,7 +164,8 @@ def evaluate(cfg: InfoGANConfig, checkpoint: str | Path, out_json: str | Path | 
     labelled = test is not None and bool((test.labels >= 0).all())
     if labelled and spec.categorical:
         calibration = train.images[:ec.bn_calibration_images] if ec.bn_calibration_images else None
-        scores = categorical_scores(spec, d, test.images, test.labels, device, ec.batch_size, calibration)
+        names = class_names(cfg.data.dataset, int(test.labels.max()) + 1)
+        scores = categorical_scores(spec, d, test.images, test.labels, device, ec.batch_size, calibration, names)
         result["categorical"] = scores
         result["accuracy"] = scores[0]["accuracy"]
         result["nmi"] = scores[0]["nmi"]
@@ -159,8 +180,16 @@ def evaluate(cfg: InfoGANConfig, checkpoint: str | Path, out_json: str | Path | 
         result["continuous"] = table
         result["continuous_interval95"] = intervals
         result["continuous_roles"] = attributes.summarize(table, intervals)
-    if ec.fid and labelled:
-        result["image_quality"] = image_quality(cfg, g, spec, device, train, test)
+    if labelled and (ec.fid or (ec.generated_per_value and spec.categorical)):
+        net, net_accuracy = load_or_train_feature_net(ec.feature_net_dir, cfg.data.dataset, train.images,
+                                                      train.labels, test.images, test.labels, ec.feature_net_epochs)
+        result["feature_net_test_accuracy"] = net_accuracy
+        if ec.generated_per_value and spec.categorical:
+            result.update(generated_purity(g, spec, net, result["categorical"], ec.generated_per_value,
+                                           ec.seed + 4, device, ec.batch_size))
+        if ec.fid:
+            result["image_quality"] = {"feature_net_test_accuracy": net_accuracy,
+                                       **image_quality(cfg, g, spec, net, device, train, test)}
     result["seconds"] = round(time.perf_counter() - t0, 2)
     if out_json is not None:
         atomic_write_json(out_json, result)

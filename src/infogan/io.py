@@ -86,8 +86,13 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def git_revision(cwd: str | Path = ".") -> str:
-    """HEAD's commit, with ``-dirty`` when tracked files differ from it; ``unknown`` outside git."""
+def git_revision(cwd: str | Path | None = None) -> str:
+    """HEAD's commit, with ``-dirty`` when tracked files differ from it. Without ``cwd``: the
+    working folder's repository, else the one this package's source sits in (an editable
+    install run from a scratch folder); ``unknown`` outside git."""
+    if cwd is None:
+        here = git_revision(".")
+        return here if here != "unknown" else git_revision(Path(__file__).resolve().parent)
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
                              timeout=10, check=True).stdout.strip()

@@ -78,18 +78,36 @@ def q_outputs(discriminator, images_uint8: torch.Tensor, device: torch.device, b
     return torch.cat(outs)
 
 
+def value_labels(table: np.ndarray, mapping: dict[int, int], names: list[str]) -> list[dict]:
+    """Per code value (a row of the value x label ``table``): the label it stands for (its
+    Hungarian match, else its most common label) and its purity, the share of the images
+    with that value that carry the label."""
+    out = []
+    for value, row in enumerate(table):
+        label = mapping.get(value, int(row.argmax()))
+        count = int(row.sum())
+        out.append({"value": value, "label": names[label] if label < len(names) else str(label),
+                    "label_index": int(label), "matched": value in mapping, "images": count,
+                    "purity": float(row[label] / count) if count else 0.0})
+    return out
+
+
 def categorical_scores(spec, discriminator, images_uint8, labels, device, batch_size: int = 1000,
-                       calibration_uint8: torch.Tensor | None = None) -> list[dict]:
-    """Per categorical code: Hungarian accuracy, NMI and the code-value -> label mapping."""
+                       calibration_uint8: torch.Tensor | None = None, names: list[str] | None = None) -> list[dict]:
+    """Per categorical code: Hungarian accuracy, NMI, the code-value -> label mapping and each
+    value's label and purity (``names`` spell the labels; default their indices)."""
     if calibration_uint8 is not None:
         discriminator = real_calibrated(discriminator, calibration_uint8, device)
     q = q_outputs(discriminator, images_uint8, device, batch_size)
     logits, _, _ = spec.split_q(q)
     labels_np = labels.numpy()
+    n_labels = int(labels_np.max()) + 1
+    names = names or [str(i) for i in range(n_labels)]
     results = []
     for i, (k, lg) in enumerate(zip(spec.categorical, logits)):
         pred = lg.argmax(1).numpy()
-        acc, mapping = hungarian_accuracy(pred, labels_np, k, int(labels_np.max()) + 1)
+        acc, mapping = hungarian_accuracy(pred, labels_np, k, n_labels)
         results.append({"code": f"cat{i}", "accuracy": acc, "nmi": normalized_mutual_info(pred, labels_np),
-                        "mapping": mapping, "used_values": int(len(np.unique(pred)))})
+                        "mapping": mapping, "used_values": int(len(np.unique(pred))),
+                        "values": value_labels(contingency(pred, labels_np, k, n_labels), mapping, names)})
     return results

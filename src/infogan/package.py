@@ -18,12 +18,34 @@ from .select import GENERATOR_FILE, SELECTION_FILE
 
 # Where the project keeps its BentoML store unless BENTOML_HOME says otherwise.
 DEFAULT_BENTOML_HOME = ".bentoml"
-HEADLINE_METRICS = ("accuracy", "nmi", "mi_cat", "h_cat")
+HEADLINE_METRICS = ("accuracy", "nmi", "mi_cat", "h_cat", "generated_purity")
+
+
+CODE_NAMES_FILE = "codes.json"
 
 
 def code_roles(metrics: dict) -> dict[str, str]:
     """Continuous code -> the role evaluation found it plays (for labels and UIs)."""
     return dict((metrics.get("continuous_roles") or {}).get("roles") or {})
+
+
+def code_names(metrics: dict) -> dict:
+    """What evaluation learned about the codes, for the service to ask by: each categorical
+    value's label with its purity on real images (and on G's, when measured), and each
+    continuous code's role with the correlation it was found by. Empty parts for a model
+    scored without labels."""
+    categorical = {}
+    for scores in metrics.get("categorical") or []:
+        categorical[scores["code"]] = [
+            {key: entry[key] for key in ("value", "label", "label_index", "purity", "generated_purity", "images", "matched")
+             if key in entry} for entry in scores.get("values") or []]
+    summary = metrics.get("continuous_roles") or {}
+    detail = summary.get("codes") or {}
+    continuous = {code: {"role": role, "attribute": (detail.get(code) or {}).get("attribute", role),
+                         "r": (detail.get(code) or {}).get("r")}
+                  for code, role in code_roles(metrics).items()}
+    return {"dataset": metrics.get("dataset"), "categorical": categorical, "continuous": continuous,
+            "generated_purity": metrics.get("generated_purity")}
 
 
 def headline(metrics: dict) -> dict:
@@ -81,7 +103,8 @@ def package(pc: PackageConfig, selection_dir: str | Path, params: dict | None = 
     files = {GENERATOR_FILE: (selection_dir / GENERATOR_FILE).read_bytes(),
              "selection.json": json.dumps(selection, indent=2).encode(),
              "metrics.json": json.dumps(metrics, indent=2).encode(),
-             "params.json": json.dumps(params or {}, indent=2).encode()}
+             "params.json": json.dumps(params or {}, indent=2).encode(),
+             CODE_NAMES_FILE: json.dumps(code_names(metrics), indent=2).encode()}
     ref = _same_as_latest(bentoml, pc.model_name, metadata, files)
     if ref is None:
         with bentoml.models.create(pc.model_name, labels=labels, metadata=metadata) as ref:

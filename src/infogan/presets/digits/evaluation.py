@@ -41,6 +41,8 @@ def slant_width_roles(table: dict, intervals: dict) -> dict:
     out.update({key: abs(table[code][attr]) for key, (code, attr) in cells.items()})
     out["meets_bar"] = _meets_bar(out["slant_r"], out["width_r"], (out["slant_cross_r"], out["width_cross_r"]))
     ci = {key: _abs_interval(intervals[code][attr]) for key, (code, attr) in cells.items()}
+    out["codes"] = {slant: {"attribute": "skew", "r": table[slant]["skew"], "interval95": intervals[slant]["skew"]},
+                    width: {"attribute": "width", "r": table[width]["width"], "interval95": intervals[width]["width"]}}
     out["interval95"] = ci
     out["meets_bar_across_interval"] = _meets_bar(ci["slant_r"]["lo"], ci["width_r"]["lo"],
                                                   (ci["slant_cross_r"]["hi"], ci["width_cross_r"]["hi"]))

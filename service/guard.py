@@ -1,0 +1,97 @@
+"""What every request passes before the service reads it (an ASGI middleware).
+
+- The API routes take JSON only (415 otherwise) and bodies of at most ``max_body_bytes``
+  (413 above it, counted as the body streams in, so a client that sends no length or a
+  false one is cut off at the limit too).
+- A body must be one JSON object whose keys are the route's fields: an unknown field, such
+  as the typo ``sed`` for ``seed``, is a 400 that names it and lists the allowed ones.
+- Every response says ``X-Content-Type-Options: nosniff``; the explorer's pages also carry a
+  Content-Security-Policy that allows only the service's own scripts, styles and API, and
+  the ``blob:`` images the page makes from its answers.
+
+Errors have the service's one shape: ``{"error": "<one line naming what is wrong>"}``.
+"""
+from __future__ import annotations
+
+import json
+
+EXPLORER_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+                "connect-src 'self' blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+class RequestGuard:
+    def __init__(self, app, fields: dict[str, set[str]], max_body_bytes: int = 16_384,
+                 explorer_path: str = "/explorer"):
+        self.app, self.fields, self.max_body_bytes = app, fields, max_body_bytes
+        self.explorer_path = explorer_path
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"].rstrip("/")
+        send = self._with_headers(send, scope["path"].startswith(self.explorer_path))
+        if path not in self.fields or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type != "application/json":
+            return await _error(send, 415, f"Content-Type must be application/json, got {media_type or 'none'}")
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            return await _error(send, 413, f"body of {declared} bytes exceeds the limit of {self.max_body_bytes}")
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_body_bytes:
+                return await _error(send, 413, f"body exceeds the limit of {self.max_body_bytes} bytes")
+        problem = self._check_fields(path, bytes(body))
+        if problem:
+            return await _error(send, 400, problem)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        return await self.app(scope, replay, send)
+
+    def _check_fields(self, path: str, body: bytes) -> str | None:
+        try:
+            data = json.loads(body or b"{}")
+        except ValueError as exc:
+            return f"body is not valid JSON ({exc})"
+        if not isinstance(data, dict):
+            return f"body must be a JSON object, got {type(data).__name__}"
+        allowed = self.fields[path]
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            return (f"{unknown[0]}: unknown field for {path}; allowed fields: "
+                    f"{', '.join(sorted(allowed)) or 'none'}")
+        return None
+
+    def _with_headers(self, send, explorer: bool):
+        async def sending(message):
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", [])
+                           if k.lower() not in (b"x-content-type-options", b"content-security-policy")]
+                headers.append((b"x-content-type-options", b"nosniff"))
+                if explorer:
+                    headers.append((b"content-security-policy", EXPLORER_CSP.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+        return sending
+
+
+async def _error(send, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
