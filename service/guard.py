@@ -9,7 +9,9 @@
   Content-Security-Policy that allows only the service's own scripts, styles and API, and
   the ``blob:`` images the page makes from its answers.
 
-Errors have the service's one shape: ``{"error": "<one line naming what is wrong>"}``.
+Errors have the service's one shape, the one its OpenAPI schema declares:
+``{"error": "<one line naming what is wrong>"}``. BentoML's own 4xx answers (a list holding one
+such object, or a pydantic report with a ``detail`` list) are rewritten into it.
 """
 from __future__ import annotations
 
@@ -49,6 +51,7 @@ class RequestGuard:
             more = message.get("more_body", False)
             if len(body) > self.max_body_bytes:
                 return await _error(send, 413, f"body exceeds the limit of {self.max_body_bytes} bytes")
+        send = _one_error_shape(send)
         problem = self._check_fields(path, bytes(body))
         if problem:
             return await _error(send, 400, problem)
@@ -88,6 +91,50 @@ class RequestGuard:
                 message = {**message, "headers": headers}
             await send(message)
         return sending
+
+
+def error_line(payload) -> str:
+    """Any of BentoML's error bodies -> one line that names the fields at fault."""
+    if isinstance(payload, list) and payload and isinstance(payload[0], dict):
+        payload = payload[0]
+    if not isinstance(payload, dict):
+        return str(payload)
+    details = payload.get("detail")
+    if isinstance(details, list) and details:
+        parts = []
+        for item in details:
+            where = ".".join(str(p) for p in item.get("loc", ()) if p not in ("body",)) if isinstance(item, dict) else ""
+            message = item.get("msg", item) if isinstance(item, dict) else item
+            parts.append(f"{where}: {message}" if where else str(message))
+        return "; ".join(parts)
+    return str(payload.get("error", payload))
+
+
+def _one_error_shape(send):
+    """Hold a 4xx JSON answer until its body is complete, then send it as {"error": line}."""
+    held: dict = {}
+
+    async def sending(message):
+        if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
+            headers = dict(message.get("headers", []))
+            if headers.get(b"content-type", b"").startswith(b"application/json"):
+                held.update(start=message, body=b"")
+                return
+        if message["type"] == "http.response.body" and held:
+            held["body"] += message.get("body", b"")
+            if message.get("more_body"):
+                return
+            try:
+                line = error_line(json.loads(held["body"]))
+            except ValueError:
+                line = held["body"].decode(errors="replace")
+            body = json.dumps({"error": line}).encode()
+            headers = [(k, v) for k, v in held["start"].get("headers", []) if k.lower() != b"content-length"]
+            await send({**held["start"], "headers": headers + [(b"content-length", str(len(body)).encode())]})
+            held.clear()
+            return await send({"type": "http.response.body", "body": body})
+        await send(message)
+    return sending
 
 
 async def _error(send, status: int, message: str) -> None:

@@ -210,7 +210,9 @@ def test_traverse_png_and_gif(server):
 def test_bad_requests_get_400_naming_the_field(server, endpoint, body, field):
     r = post(server, endpoint, body, timeout=10)
     assert r.status_code == 400, (r.status_code, r.text)
-    assert re.search(rf"\b{field}\b", r.text), r.text
+    error = r.json()  # the one error shape, as the OpenAPI schema declares it
+    assert list(error) == ["error"] and isinstance(error["error"], str) and "\n" not in error["error"], error
+    assert re.search(rf"\b{field}\b", error["error"]), error
 
 
 CODE_KEYS = ["cat0", "cont0", "cont1", "cat1", "cont9", "noise", "brightness", "centre_x"]
