@@ -151,7 +151,9 @@
     wrap.append(el("span", { id: labelId, class: "group-label" }, title));
     const group = el("div", { role: "group", "aria-labelledby": labelId, id: `code-${code.name}`,
                               "data-code": code.name });
-    const choices = [[null, null], ...Array.from({ length: code.size }, (_, i) => [i, labelled ? code.values[i] : null])];
+    const values = Array.from({ length: code.size }, (_, i) => [i, labelled ? code.values[i] : null]);
+    if (labelled) values.sort((a, b) => (a[1].label_index ?? a[0]) - (b[1].label_index ?? b[0]) || a[0] - b[0]);
+    const choices = [[null, null], ...values];  // labelled: in label order (0-9, or the class order)
     for (const [value, entry] of choices) {
       const button = el("button", { type: "button", "aria-pressed": String(value === null),
                                     "data-value": value === null ? "any" : String(value) });
