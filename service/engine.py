@@ -29,9 +29,7 @@ from infogan.checkpoint import load_checkpoint, rebuild_generator
 from infogan.images import make_grid
 from infogan.latent import LatentBatch
 from infogan.nets import Generator
-
-GENERATOR_FILE = "generator.pt"
-CODE_NAMES_FILE = "codes.json"  # written by `infogan package`: labels of values, roles of codes
+from infogan.package import CODE_NAMES_FILE, GENERATOR_FILE
 MAX_IMAGES = 256  # per request, and per G forward
 MIN_ROWS = 8  # see the module docstring
 CONT_FIXED_RANGE = (-3.0, 3.0)  # fixed continuous values may extrapolate past the prior's [-1, 1]
@@ -238,12 +236,16 @@ class Engine:
         parts = [self.spec.sample(1, torch.Generator().manual_seed(seed + i)) for i in range(n)]
         batch = LatentBatch(torch.cat([p.z for p in parts]), torch.cat([p.cat for p in parts]),
                             torch.cat([p.cont for p in parts]))
+        return self.fix(batch, fixed)
+
+    @staticmethod
+    def fix(batch: LatentBatch, fixed: dict[str, float]) -> LatentBatch:
+        """``batch`` with every row's fixed codes (by name, as ``check_fixed`` returns them) set."""
         for name, value in fixed.items():
-            index = int(name[4:] if name.startswith("cont") else name[3:])
             if name.startswith("cat"):
-                batch.cat[:, index] = int(value)
+                batch.cat[:, int(name[3:])] = int(value)
             else:
-                batch.cont[:, index] = float(value)
+                batch.cont[:, int(name[4:])] = float(value)
         return batch
 
     def code_values(self, batch: LatentBatch) -> list[dict]:

@@ -168,9 +168,7 @@ class InfoGANGenerator:
         if rows * len(values) > MAX_IMAGES:
             raise bentoml.exceptions.InvalidArgument(
                 f"rows: rows x columns = {rows} x {len(values)} exceeds {MAX_IMAGES} images; lower rows or steps")
-        latents = traversal_latents(self.engine.spec, code, rows, values, seed)
-        for name, value in fixed.items():
-            latents.cat[:, int(name[3:])] = value
+        latents = self.engine.fix(traversal_latents(self.engine.spec, code, rows, values, seed), fixed)
         images = await self.engine.images(latents)
         if format == "png":
             data = await asyncio.to_thread(lambda: png_bytes(make_grid(images, len(values))))
@@ -209,7 +207,8 @@ class InfoGANGenerator:
             **names,
             "limits": {"max_images": MAX_IMAGES, "seed_max": SEED_MAX},
             "metrics": self.metrics,
-            "provenance": {"git_revision": info.metadata.get("git_revision", "unknown"), "labels": dict(info.labels), "metadata": finite_json(dict(info.metadata)),
+            "provenance": {"git_revision": info.metadata.get("git_revision", "unknown"), "labels": dict(info.labels),
+                           "metadata": finite_json(dict(info.metadata)),
                            "experiment": blob.get("experiment"), "epoch": blob.get("epoch"),
                            "images_seen": blob.get("images_seen"), "checkpoint_format": blob.get("format")},
             "batching": dict(self.engine.batcher.stats),

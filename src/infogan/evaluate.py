@@ -115,9 +115,10 @@ def generated_purity(g, spec: LatentSpec, net, categorical: list[dict], per_valu
         latents.cat[:, code_index] = values
         images = generate(g, spec, latents, device, batch)
         classes = torch.cat([net(images[i:i + batch]).argmax(1) for i in range(0, len(images), batch)]).numpy()
-        accuracy, _ = hungarian_accuracy(values.numpy(), classes, size, net.head.out_features)
+        values = values.numpy()
+        accuracy, _ = hungarian_accuracy(values, classes, size, net.head.out_features)
         for entry in scores["values"]:
-            drawn = classes[values.numpy() == entry["value"]]
+            drawn = classes[values == entry["value"]]
             entry["generated_purity"] = float((drawn == entry["label_index"]).mean())
         scores["generated_accuracy"] = accuracy
         out[scores["code"]] = accuracy

@@ -19,9 +19,8 @@ from .select import GENERATOR_FILE, SELECTION_FILE
 # Where the project keeps its BentoML store unless BENTOML_HOME says otherwise.
 DEFAULT_BENTOML_HOME = ".bentoml"
 HEADLINE_METRICS = ("accuracy", "nmi", "mi_cat", "h_cat", "generated_purity")
-
-
-CODE_NAMES_FILE = "codes.json"
+CODE_VALUE_KEYS = ("value", "label", "label_index", "purity", "generated_purity", "images", "matched")
+CODE_NAMES_FILE = "codes.json"  # in the model folder: labels of categorical values, roles of continuous codes
 
 
 def code_roles(metrics: dict) -> dict[str, str]:
@@ -37,13 +36,12 @@ def code_names(metrics: dict) -> dict:
     categorical = {}
     for scores in metrics.get("categorical") or []:
         categorical[scores["code"]] = [
-            {key: entry[key] for key in ("value", "label", "label_index", "purity", "generated_purity", "images", "matched")
-             if key in entry} for entry in scores.get("values") or []]
-    summary = metrics.get("continuous_roles") or {}
-    detail = summary.get("codes") or {}
-    continuous = {code: {"role": role, "attribute": (detail.get(code) or {}).get("attribute", role),
-                         "r": (detail.get(code) or {}).get("r")}
-                  for code, role in code_roles(metrics).items()}
+            {key: entry[key] for key in CODE_VALUE_KEYS if key in entry} for entry in scores.get("values") or []]
+    found = (metrics.get("continuous_roles") or {}).get("codes") or {}
+    continuous = {}
+    for code, role in code_roles(metrics).items():
+        detail = found.get(code) or {}
+        continuous[code] = {"role": role, "attribute": detail.get("attribute", role), "r": detail.get("r")}
     return {"dataset": metrics.get("dataset"), "categorical": categorical, "continuous": continuous,
             "generated_purity": metrics.get("generated_purity")}
 
