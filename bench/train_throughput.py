@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -21,13 +20,12 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from infogan.objective import d_loss, g_loss, info_nll
-from infogan.params import config_from_dict
-from infogan.data import load_idx_folder
-from infogan.data import prepare
+from infogan.data import load_idx_folder, prepare
 from infogan.io import atomic_write_json
 from infogan.latent import LatentSpec
-from infogan.params import read_params
+from infogan.machine import device_name, matmul_peak_gflops
+from infogan.objective import d_loss, g_loss, info_nll
+from infogan.params import config_from_dict, read_params
 from infogan.train import Trainer
 
 
@@ -141,25 +139,6 @@ def bench_configs(params: str, data_root: str, prepared: str, batch: int, compil
     return configs
 
 
-def matmul_peak_gflops(n: int = 2048, reps: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="data/raw/mnist", help="folder with MNIST's four IDX files")
@@ -175,11 +154,12 @@ def main() -> None:
     parser.add_argument("--skip-baseline", action="store_true", help="time only our loop (e.g. on a GPU)")
     args = parser.parse_args()
 
-    peak = matmul_peak_gflops()
     root = args.data_root or str(Path(args.data).resolve().parent)
     steps = {}
     for name, cfg in bench_configs(args.params, root, args.prepared, args.batch, args.compile).items():
         rate = step_rate(cfg, args.prepared, name, args.steps, args.warmup)
+        if not steps:  # on the device the steps run on, in this run
+            peak = matmul_peak_gflops(rate["device"])
         steps[name] = {"images_per_s": round(rate["images_per_s"], 1),
                        "mflop_per_training_image": round(rate["flops_per_image"] / 1e6, 1),
                        "fraction_of_peak": round(rate["images_per_s"] * rate["flops_per_image"] / (peak * 1e9), 3),
@@ -193,7 +173,7 @@ def main() -> None:
     plain = steps["paper_plain_step"]["images_per_s"]
     result = {
         "device": device,
-        "device_name": torch.cuda.get_device_name() if device.startswith("cuda") else cpu_name(),
+        "device_name": device_name(device),
         "compile": args.compile,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,

@@ -35,6 +35,10 @@ MIN_ROWS = 8  # see the module docstring
 CONT_FIXED_RANGE = (-3.0, 3.0)  # fixed continuous values may extrapolate past the prior's [-1, 1]
 
 
+def read_json(path: Path) -> dict:
+    return finite_json(json.loads(path.read_text())) if path.is_file() else {}
+
+
 class RequestError(ValueError):
     """A request that does not fit this model; the service turns it into HTTP 400."""
 
@@ -142,21 +146,16 @@ class MicroBatcher:
                     start += len(x)
 
 
-class Engine:
-    def __init__(self, model_dir: str | Path):
-        self.model_dir = Path(model_dir)
-        self.g, self.blob = load_generator(self.model_dir)
-        self.spec = self.g.spec
-        self.codes = {c["name"]: c for c in self.spec.describe()}
-        self.names = self.read_json(CODE_NAMES_FILE)
+class CodeNames:
+    """What a request may name: this model's codes, the labels of its categorical values and
+    the roles of its continuous codes (from ``codes.json``); the checks of those names, and the
+    JSON schemas that state them exactly (for the OpenAPI document)."""
+
+    def __init__(self, spec, names: dict):
+        self.spec, self.names = spec, names
+        self.codes = {c["name"]: c for c in spec.describe()}
         self.labels = self._labels()
         self.roles = self._roles()
-        self.batcher = MicroBatcher(self.g)
-        self.batcher.forward(self.spec.assemble(self.spec.sample(1, torch.Generator().manual_seed(0))))  # warm up
-
-    def read_json(self, name: str) -> dict:
-        path = self.model_dir / name
-        return finite_json(json.loads(path.read_text())) if path.is_file() else {}
 
     def _roles(self) -> dict[str, str]:
         """role -> continuous code, for the roles exactly one code plays (a role two codes share,
@@ -229,6 +228,54 @@ class Engine:
         roles = {role: {"code": code, **{k: v for k, v in self.names["continuous"][code].items() if k != "role"}}
                  for role, code in self.roles.items()}
         return {"labels": labels, "roles": roles, "generated_purity": self.names.get("generated_purity")}
+
+    # ---- the same rules as JSON schemas -----------------------------------------------
+    def codes_schema(self) -> dict:
+        """``codes``: each code (or role) with its range; a code and its role not both."""
+        low, high = CONT_FIXED_RANGE
+        properties = {}
+        for name, code in self.codes.items():
+            properties[name] = ({"type": "integer", "minimum": 0, "maximum": code["size"] - 1}
+                                if code["kind"] == "categorical" else {"type": "number", "minimum": low, "maximum": high})
+        for role, code in self.roles.items():
+            properties[role] = dict(properties[code])
+        schema = {"type": "object", "properties": properties, "additionalProperties": False}
+        twice = [{"not": {"required": [code, role]}} for role, code in self.roles.items()]
+        return schema | ({"allOf": twice} if twice else {})
+
+    def label_schema(self) -> dict:
+        return {"enum": list(self.labels)} if self.labels else {"not": {"type": "string"}}
+
+    def code_name_schema(self) -> dict:
+        return {"enum": list(self.codes) + list(self.roles)}
+
+    def label_conflicts(self) -> list[dict]:
+        """Body schemas a request must not match: a label together with another value of its code."""
+        other_value = lambda e: {"type": "object", "required": [e["code"]],  # noqa: E731
+                                 "properties": {e["code"]: {"not": {"enum": [e["value"]]}}}}
+        return [{"required": ["label", "codes"], "properties": {"label": {"enum": [label]}, "codes": other_value(e)}}
+                for label, e in self.labels.items()]
+
+    def traversal_conflicts(self, default_code: str) -> list[dict]:
+        """Body schemas /traverse must not match: a label that fixes the code being traversed."""
+        out = []
+        for code in sorted({e["code"] for e in self.labels.values()}):
+            labels = [label for label, e in self.labels.items() if e["code"] == code]
+            out.append({"required": ["label"] if code == default_code else ["label", "code"],
+                        "properties": {"label": {"enum": labels}, "code": {"enum": [code]}}})
+        return out
+
+
+class Engine(CodeNames):
+    def __init__(self, model_dir: str | Path):
+        self.model_dir = Path(model_dir)
+        self.g, self.blob = load_generator(self.model_dir)
+        super().__init__(self.g.spec, self.read_json(CODE_NAMES_FILE))
+        self.batcher = MicroBatcher(self.g)
+        self.batcher.forward(self.spec.assemble(self.spec.sample(1, torch.Generator().manual_seed(0))))  # warm up
+
+    def read_json(self, name: str) -> dict:
+        return read_json(self.model_dir / name)
 
     # ---- latents ---------------------------------------------------------------------
     def latents(self, n: int, seed: int, fixed: dict[str, float]) -> LatentBatch:

@@ -15,7 +15,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal, Optional, get_args
 
 import bentoml
 import torch
@@ -31,9 +31,10 @@ except ImportError:  # a bento or image built from source ships src/infogan besi
 
 from infogan.images import make_grid  # noqa: E402
 from infogan.latent import traversal_latents  # noqa: E402
+from infogan.package import CODE_NAMES_FILE  # noqa: E402
 
-from .engine import (CONT_FIXED_RANGE, MAX_IMAGES, Engine, RequestError, finite_json, gif_bytes,  # noqa: E402
-                     load_generator, png_bytes)
+from .engine import (CONT_FIXED_RANGE, MAX_IMAGES, CodeNames, Engine, RequestError, finite_json,  # noqa: E402
+                     gif_bytes, load_generator, png_bytes, read_json)
 from .guard import RequestGuard  # noqa: E402
 
 def _model_tag() -> str:
@@ -55,7 +56,8 @@ SEED_MAX = 2**32 - 1
 
 
 def _stored_model(tag: str):
-    """The model from the local store, checked loadable, or exit with what to do.
+    """The model from the local store, checked loadable, with what requests may name in it;
+    or exit with what to do.
 
     Checked here, at import, because BentoML restarts a worker whose ``__init__`` raises
     forever, and a BentoModel missing locally is looked up on BentoCloud.
@@ -63,7 +65,8 @@ def _stored_model(tag: str):
     home = os.environ.get("BENTOML_HOME", "~/bentoml (BENTOML_HOME is unset)")
     try:
         model = bentoml.models.get(tag)
-        load_generator(model.path)
+        g, _ = load_generator(model.path)
+        names = CodeNames(g.spec, read_json(Path(model.path) / CODE_NAMES_FILE))
     except bentoml.exceptions.NotFound:
         raise SystemExit(f"infogan service: model {tag!r} is not in the BentoML store at {home}. Run `dvc repro` "
                          f"(or `python -m infogan package`) with the same BENTOML_HOME, import an exported one with "
@@ -72,10 +75,10 @@ def _stored_model(tag: str):
     except Exception as exc:  # noqa: BLE001 - any unreadable model is fatal at start-up
         raise SystemExit(f"infogan service: model {tag!r} in {home} cannot be loaded ({exc}); re-run "
                          f"`python -m infogan package` (or `dvc repro`).") from None
-    return model
+    return model, names
 
 
-STORED = _stored_model(MODEL_TAG)
+STORED, NAMES = _stored_model(MODEL_TAG)
 
 N = Annotated[int, Field(strict=True, ge=1, le=MAX_IMAGES, description=f"number of images, 1..{MAX_IMAGES}")]
 Seed = Annotated[int, Field(strict=True, ge=0, le=SEED_MAX, description="image i is drawn with seed + i")]
@@ -146,7 +149,7 @@ class InfoGANGenerator:
 
     @bentoml.api
     async def traverse(self, code: str = "cat0", low: ContValue = -2.0, high: ContValue = 2.0,
-                       steps: Annotated[int, Field(strict=True, ge=2, le=32)] = 9, rows: Annotated[int, Field(strict=True, ge=1, le=32)] = 8,
+                       steps: Annotated[int, Field(strict=True, ge=2, le=32)] = 9, rows: Annotated[int, Field(strict=True, ge=1, le=8)] = 8,
                        seed: Seed = 0, label: Label = None, format: Literal["png", "gif"] = "png",
                        frame_ms: Annotated[int, Field(strict=True, ge=20, le=5000)] = 250) -> Image.Image:  # returns the encoded bytes as a Response
         """Sweep one code: rows = noise vectors, columns = code values (categorical: every value,
@@ -218,4 +221,15 @@ class InfoGANGenerator:
 
 # JSON only, bounded bodies, no unknown fields (service/guard.py); the fields are the APIs' own.
 API_FIELDS = {api.route: set(api.input_spec.model_fields) for api in InfoGANGenerator.apis.values()}
-InfoGANGenerator.add_asgi_middleware(RequestGuard, fields=API_FIELDS)
+NULLABLE_FIELDS = {api.route: {name for name, field in api.input_spec.model_fields.items()
+                               if type(None) in get_args(field.annotation)}
+                   for api in InfoGANGenerator.apis.values()}
+# The model's own rules, for the OpenAPI document: what a label, a code name and `codes` may be.
+MODEL_SCHEMAS = {
+    "/generate": {"properties": {"label": NAMES.label_schema(), "codes": NAMES.codes_schema()},
+                  "forbidden": NAMES.label_conflicts()},
+    "/traverse": {"properties": {"label": NAMES.label_schema(), "code": NAMES.code_name_schema()},
+                  "forbidden": NAMES.traversal_conflicts(default_code="cat0")},
+}
+MODEL_SCHEMAS["/generate_json"] = MODEL_SCHEMAS["/generate"]
+InfoGANGenerator.add_asgi_middleware(RequestGuard, fields=API_FIELDS, nullable=NULLABLE_FIELDS, schemas=MODEL_SCHEMAS)

@@ -243,3 +243,23 @@ def test_the_resume_check_blocks_what_shapes_the_model_and_nothing_else():
     assert changed("evaluate", "n_samples", 500) == [] and changed("tracking", "wandb", {}) == []
     assert changed("train", "amp", True, drop=True) == []  # older than the key, at its default
     assert changed("train", "amp", False, drop=True) == ["train.amp"]
+
+
+def test_time_to_accuracy_is_the_first_epoch_at_the_target():
+    from infogan.evaluate import time_to_accuracy
+
+    history = [{"epoch": 1, "accuracy": 0.81, "images_seen": 100, "elapsed_s": 10.0, "matmul_peak_gflops": 90.0},
+               {"epoch": 2, "accuracy": 0.95, "images_seen": 200, "elapsed_s": 21.5, "matmul_peak_gflops": 90.0},
+               {"epoch": 3, "accuracy": 0.97, "images_seen": 300, "elapsed_s": 33.0, "matmul_peak_gflops": 90.0}]
+    reached = time_to_accuracy(history, 0.95)
+    assert (reached["reached"], reached["epoch"], reached["images_seen"], reached["elapsed_s"]) == (True, 2, 200, 21.5)
+    assert time_to_accuracy(history, 0.98) == {"target": 0.98, "reached": False}
+    assert time_to_accuracy([{"epoch": 1}], 0.5)["reached"] is False  # trained without per-epoch scores
+
+
+def test_matmul_peak_uses_no_random_state():
+    from infogan.machine import matmul_peak_gflops
+
+    before = torch.get_rng_state()
+    assert matmul_peak_gflops(n=256, reps=2) > 0
+    assert torch.equal(before, torch.get_rng_state())  # training that measures it stays bit-identical

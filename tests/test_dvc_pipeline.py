@@ -47,6 +47,13 @@ def test_repro_runs_every_stage_then_nothing(project):
     shown = dvc(project, "metrics", "show")
     for column in ("accuracy", "nmi", "mi_cat", "h_cat", "continuous.cont0.rotation"):
         assert column in shown
+    # `dvc plots show` (README): every plot of this experiment renders; only fashion_mnist's,
+    # which this project does not train, are missing.
+    plotted = json.loads(dvc(project, "plots", "show", "--json"))
+    assert {"losses", "information", "accuracy"} <= set(plotted["data"])
+    assert any("traversals/mnist/images" in name for name in plotted["data"]), list(plotted["data"])
+    assert all("fashion_mnist" in str(e.get("source", e.get("name"))) for e in plotted.get("errors", [])), \
+        plotted["errors"]
     assert ran(dvc(project, "repro")) == set()
 
 
@@ -58,6 +65,7 @@ def test_traverse_param_reruns_only_traverse(project):
     assert len(cont["columns"]) == 5
 
 
+@pytest.mark.slow  # resuming is also covered, faster, by tests/test_train_pipeline.py
 def test_more_epochs_resumes_training_and_reruns_downstream(project):
     steps_before = (project / "runs/mnist/logs/steps.tsv").read_text()
     edit_params(project, "train", "epochs", 2)

@@ -17,12 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
+from PIL import Image, ImageChops
 
 from .conftest import serving
-
-requests = pytest.importorskip("requests")
-Image = pytest.importorskip("PIL.Image")
-ImageChops = pytest.importorskip("PIL.ImageChops")
 
 CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER_BIN", "/usr/bin/chromedriver")

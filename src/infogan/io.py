@@ -27,11 +27,23 @@ def remove_stale_temps(folder: str | Path) -> list[Path]:
     return stale
 
 
+def remove_stale_temps_of(path: str | Path) -> list[Path]:
+    """Delete the temp files that interrupted atomic writes of ``path`` left beside it."""
+    path = Path(path)
+    stale = [p for p in path.parent.glob(f".{path.name}.*{TEMP_SUFFIX}*") if p.is_file()] \
+        if path.parent.is_dir() else []
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
 @contextmanager
 def atomic_path(path: str | Path):
-    """Yield a temp path beside ``path``; rename it over ``path`` only if the block succeeds."""
+    """Yield a temp path beside ``path``; rename it over ``path`` only if the block succeeds.
+    Temp files of earlier writes of ``path`` that were killed are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps_of(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     umask = os.umask(0)

@@ -5,12 +5,25 @@ The model folder holds ``generator.pt`` (constructor args, latent spec, weights:
 store's labels and metadata carry the headline figures and provenance in primitive types, so
 ``bentoml models get`` shows them. The model is also exported as a ``.bentomodel`` file (the
 DVC output the service image bakes in).
+
+An interrupted run is undone by the next one before it writes: store versions whose copy did
+not finish (their files do not hash to the ``content_sha256`` their metadata records) and a
+``latest`` pointer that names no version are removed (``atomic_path`` removes the temp files
+an interrupted export or record left).
+BentoML stages a new version in a folder of the store's home, not the system temp folder, so
+a kill leaves nothing outside the project.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+
+import yaml
 
 from .config import PackageConfig
 from .io import atomic_path, atomic_write_json, git_revision
@@ -21,6 +34,7 @@ DEFAULT_BENTOML_HOME = ".bentoml"
 HEADLINE_METRICS = ("accuracy", "nmi", "mi_cat", "h_cat", "generated_purity")
 CODE_VALUE_KEYS = ("value", "label", "label_index", "purity", "generated_purity", "images", "matched")
 CODE_NAMES_FILE = "codes.json"  # in the model folder: labels of categorical values, roles of continuous codes
+STAGING_DIR = "infogan-staging"  # in the store's home: where BentoML builds a version before copying it in
 
 
 def code_roles(metrics: dict) -> dict[str, str]:
@@ -60,6 +74,67 @@ def headline(metrics: dict) -> dict:
     for code, attribute in code_roles(metrics).items():
         out[f"{code}_controls"] = attribute
     return out
+
+
+def content_sha256(files: dict[str, bytes]) -> str:
+    """One hash of a version's files (names and bytes), recorded in its metadata."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    return digest.hexdigest()
+
+
+def _store_home() -> Path:
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    return Path(BentoMLContainer.bentoml_home.get())
+
+
+def _finished(version: Path) -> bool:
+    """Whether a store version's copy completed: model.yaml reads, and the files hash to what
+    its metadata says (versions made before the hash was recorded: model.yaml reads)."""
+    try:
+        metadata = yaml.safe_load((version / "model.yaml").read_text()).get("metadata") or {}
+    except (OSError, yaml.YAMLError, AttributeError):
+        return False
+    expected = metadata.get("content_sha256")
+    if expected is None:
+        return True
+    names = [n for n in metadata.get("content_files", "").split(",") if n]
+    try:
+        return content_sha256({n: (version / n).read_bytes() for n in names}) == expected
+    except OSError:
+        return False
+
+
+def reconcile_store(name: str) -> list[str]:
+    """Remove what an interrupted package left in the store: unfinished versions of ``name``,
+    a ``latest`` pointer that names no version, and BentoML's staging folders."""
+    home = _store_home()
+    shutil.rmtree(home / STAGING_DIR, ignore_errors=True)
+    folder = home / "models" / name
+    removed = []
+    for version in sorted(folder.iterdir()) if folder.is_dir() else ():
+        if version.is_dir() and not _finished(version):
+            shutil.rmtree(version)
+            removed.append(version.name)
+    latest = folder / "latest"
+    if latest.is_file() and not (folder / latest.read_text().strip() / "model.yaml").is_file():
+        latest.unlink()  # BentoML points it again at the newest version
+    return removed
+
+
+@contextmanager
+def _staged_in_store_home():
+    """BentoML builds a new version in a temp folder: make that folder the store home's own."""
+    staging = _store_home() / STAGING_DIR
+    staging.mkdir(parents=True, exist_ok=True)
+    previous, tempfile.tempdir = tempfile.tempdir, str(staging)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = previous
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _same_as_latest(bentoml, name: str, metadata: dict, files: dict[str, bytes]):
@@ -103,22 +178,25 @@ def package(pc: PackageConfig, selection_dir: str | Path, params: dict | None = 
              "metrics.json": json.dumps(metrics, indent=2).encode(),
              "params.json": json.dumps(params or {}, indent=2).encode(),
              CODE_NAMES_FILE: json.dumps(code_names(metrics), indent=2).encode()}
-    ref = _same_as_latest(bentoml, pc.model_name, metadata, files)
-    if ref is None:
-        with bentoml.models.create(pc.model_name, labels=labels, metadata=metadata) as ref:
-            for file, content in files.items():
-                Path(ref.path_of(file)).write_bytes(content)
-    else:  # the record describes what the store holds, provenance included
-        labels, metadata = dict(ref.info.labels), dict(ref.info.metadata)
-        print(f"[package] the newest {pc.model_name} ({ref.tag}) already holds this generator, selection, "
-              "metrics and params: reusing it")
-    tag = str(ref.tag)
+    metadata.update(content_sha256=content_sha256(files), content_files=",".join(sorted(files)))
     export = Path(pc.export_path)
-    export.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(export) as tmp:
-        tmp.unlink()
-        written = bentoml.models.export_model(tag, str(tmp) + ".bentomodel")
-        os.replace(written, tmp)
+    for leftover in reconcile_store(pc.model_name):
+        print(f"[package] removed {pc.model_name}:{leftover}, left unfinished by an interrupted run")
+    with _staged_in_store_home():
+        ref = _same_as_latest(bentoml, pc.model_name, metadata, files)
+        if ref is None:
+            with bentoml.models.create(pc.model_name, labels=labels, metadata=metadata) as ref:
+                for file, content in files.items():
+                    Path(ref.path_of(file)).write_bytes(content)
+        else:  # the record describes what the store holds, provenance included
+            labels, metadata = dict(ref.info.labels), dict(ref.info.metadata)
+            print(f"[package] the newest {pc.model_name} ({ref.tag}) already holds this generator, selection, "
+                  "metrics and params: reusing it")
+        tag = str(ref.tag)
+        with atomic_path(export) as tmp:
+            tmp.unlink()
+            written = bentoml.models.export_model(tag, str(tmp) + ".bentomodel")
+            os.replace(written, tmp)
     record = {"tag": tag, "model_name": pc.model_name, "export_path": str(export), "labels": labels,
               "metadata": metadata, "bentoml_home": os.environ.get("BENTOML_HOME", "")}
     atomic_write_json(record_path, record)

@@ -92,8 +92,7 @@ class RunLogger:
                  job_type: str = "train", wc: WandbConfig | None = None):
         """``cfg``: the validated config (sent as the W&B run config; its ``tracking.wandb``
         applies unless ``wc`` is given). Jobs without one (select) pass ``cfg=None, wc=...``."""
-        self.run_dir = Path(run_dir)
-        self.cfg = cfg
+        self.run_dir, self.cfg = Path(run_dir), cfg
         self.wc = wc or (cfg.tracking.wandb if cfg is not None else WandbConfig())
         self.experiment = experiment or self.run_dir.name
         self.job_type = job_type
@@ -177,6 +176,7 @@ class RunLogger:
                 return self
             _say(f"online W&B run failed to start ({exc!r}); falling back to offline")
             self.mode = "offline"
+            self._wandb.teardown()  # the failed run still holds its id in wandb's service process
             try:
                 self._init(run_id, "offline")
             except Exception as exc2:  # noqa: BLE001

@@ -25,6 +25,7 @@ from .batches import training_batches
 from .data import load_split
 from .images import gif_from_pngs, make_grid, save_png
 from .io import atomic_torch_save, atomic_write_json, remove_stale_temps, safe_load
+from .machine import device_name, matmul_peak_gflops
 from .latent import LatentBatch, LatentSpec
 from .metrics import categorical_scores
 from .nets import build_models
@@ -261,11 +262,15 @@ class Trainer:
         self.D.train()
         failed, first_epoch = True, self.epoch
         elapsed = self.history[-1].get("elapsed_s", 0.0) if self.history else 0.0
+        machine = {"matmul_peak_gflops": round(matmul_peak_gflops(self.device, reps=3), 1),
+                   "device_name": device_name(self.device)} if main else {}
         try:
             for epoch in range(self.epoch + 1, last_epoch + 1):
                 started = time.perf_counter()
                 rows, seconds = self._train_epoch(epoch)
                 self.epoch = epoch
+                if self.dist.enabled:
+                    distributed.check_in_sync([self.G, self.D])
                 if not main:  # rank 0 evaluates and writes; the others wait for it
                     distributed.barrier(self.dist)
                     continue
@@ -281,6 +286,7 @@ class Trainer:
                     self.save_snapshot(epoch)
                 elapsed += time.perf_counter() - started
                 record["elapsed_s"] = round(elapsed, 3)  # wall seconds of training so far, resumes summed
+                record.update(machine)  # of the machine this epoch trained on, to compare speeds by
                 self.history.append(record)
                 logger.log_steps(rows)  # steps.tsv + W&B
                 logger.log_epoch(record, self.history, grid)  # epochs.json + W&B

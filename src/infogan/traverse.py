@@ -1,6 +1,7 @@
 """Latent traversals: per code, a grid whose rows are different noise vectors and
 whose columns are the code's values, other codes held fixed; a GIF of the same
-grid over training snapshots; a JSON manifest of what every file shows."""
+grid over training snapshots (both in ``images/``, which ``dvc plots`` shows); a JSON
+manifest of what every file shows (paths relative to the output folder)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,6 +16,8 @@ from .io import atomic_write_json
 from .latent import LatentSpec, traversal_latents
 from .nets import Generator
 from .tracking import RunLogger
+
+IMAGES = "images"  # the grids and GIFs, apart from the manifest: `dvc plots` reads every file of a plotted folder
 
 
 def code_values(spec: LatentSpec, code: str, tc: TraverseConfig) -> list:
@@ -48,17 +51,17 @@ def traverse(tc: TraverseConfig, run_dir: str | Path, out_dir: str | Path, devic
                 "latent": spec.to_dict(), "rows": tc.rows, "seed": tc.seed, "files": []}
     for code in codes:
         values = code_values(spec, code, tc)
-        png = out_dir / f"{code}.png"
+        png = out_dir / IMAGES / f"{code}.png"
         save_png(make_grid(render(g, code, tc, device), len(values)), png)
         other = ("other categorical codes random per row, continuous codes 0" if code.startswith("cat")
                  else "cat0 = row index mod its size, other continuous codes 0")
-        manifest["files"].append({"file": png.name, "code": code, "kind": "grid", "epoch": ckpt["epoch"],
+        manifest["files"].append({"file": f"{IMAGES}/{png.name}", "code": code, "kind": "grid", "epoch": ckpt["epoch"],
                                   "columns": values, "rows": f"{tc.rows} noise vectors", "fixed": other})
         if snapshot_gens:
             frames = [make_grid(render(sg, code, tc, device), len(values)) for _, sg in snapshot_gens]
-            gif = out_dir / f"{code}_over_epochs.gif"
+            gif = out_dir / IMAGES / f"{code}_over_epochs.gif"
             save_gif(frames, gif, tc.gif_frame_ms)
-            manifest["files"].append({"file": gif.name, "code": code, "kind": "gif_over_epochs",
+            manifest["files"].append({"file": f"{IMAGES}/{gif.name}", "code": code, "kind": "gif_over_epochs",
                                       "epochs": [e for e, _ in snapshot_gens], "columns": values})
     atomic_write_json(out_dir / "manifest.json", manifest)
     if config is not None:

@@ -31,3 +31,21 @@ def test_continuous_codes_bench_writes_real_relation_and_code_effects(tiny_proje
     assert set(warps["shear"]) == {"q_code0", "q_code1"} and warps["stretch_per_unit"] == 0.25
     for key in ("shear", "log_width", "log_height", "log_ink", "q_code0", "q_code1"):
         assert isinstance(effects["codes"]["cont1"][key], float)
+
+
+def test_throughput_bench_times_every_step_beside_the_matmul_peak(tmp_path):
+    """bench/train_throughput.py (`make bench`), seconds-long: every experiment's step, the
+    paper's plain step and the baseline, with FLOPs per image and the peak of the same run."""
+    out = tmp_path / "throughput.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench/train_throughput.py"), "--data",
+                           str(shared_dataset("mnist")), "--params", str(ROOT / "params.yaml"), "--steps", "2",
+                           "--warmup", "1", "--batch", "32", "--prepared", str(tmp_path / "prepared"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert set(result["steps"]) == {"mnist", "fashion_mnist", "paper_plain_step"}
+    assert result["steps"]["paper_plain_step"]["terms"] == []
+    assert "digit_roles" in result["steps"]["mnist"]["terms"]
+    for step in result["steps"].values():
+        assert step["images_per_s"] > 0 and step["mflop_per_training_image"] > 0 and 0 < step["fraction_of_peak"] < 1
+    assert result["matmul_peak_gflops_2048"] > 0 and result["baseline_images_per_s"] > 0 and result["device_name"]
