@@ -20,7 +20,7 @@ def test_project_params_are_valid_for_every_experiment():
 
 @pytest.mark.parametrize("raw, key, allowed", [
     ({"train": {"lr_d": -0.1}}, "train.lr_d", "greater than 0"),
-    ({"data": {"dataset": "cifar"}}, "data.dataset", "'mnist', 'fashion_mnist', 'image_folder' or 'lsun'"),
+    ({"data": {"dataset": "cifar"}}, "data.dataset", "'mnist', 'fashion_mnist', 'emoji', 'image_folder' or 'lsun'"),
     ({"train": {"epoch": 3}}, "train.epoch", "unknown key"),
     ({"trian": {"epochs": 3}}, "trian", "unknown key"),
     ({"train": {"info_grad": "both"}}, "train.info_grad", "'shared' or 'q_head'"),

@@ -263,3 +263,19 @@ def test_matmul_peak_uses_no_random_state():
     before = torch.get_rng_state()
     assert matmul_peak_gflops(n=256, reps=2) > 0
     assert torch.equal(before, torch.get_rng_state())  # training that measures it stays bit-identical
+
+
+def test_factor_scores_set_a_code_against_kmeans_on_pixels_for_every_factor():
+    from infogan.factors import factor_scores, kmeans
+
+    gen = torch.Generator().manual_seed(0)
+    shade = torch.arange(120) % 3  # three brightness levels k-means finds; a second factor it cannot see
+    images = (shade.view(-1, 1, 1, 1) * 100 + torch.randint(0, 20, (120, 1, 4, 4), generator=gen)).to(torch.uint8)
+    hidden = (torch.arange(120) // 3) % 2
+    assert normalized_mutual_info(kmeans(images.flatten(1).float(), 3, seed=1), shade.numpy()) == pytest.approx(1.0)
+    scores = factor_scores([3, 2], [shade.numpy(), hidden.numpy()], {"shade": shade.numpy(), "hidden": hidden.numpy()},
+                           images, seed=0)
+    by_code = {row["code"]: row for row in scores["hidden"]}
+    assert by_code["cat1"]["accuracy"] == 1.0 and by_code["cat1"]["kmeans_accuracy"] < 0.75
+    assert by_code["cat1"]["nmi_margin_interval95"]["lo"] > 0.5  # the code reads what pixels do not
+    assert scores["shade"][0]["kmeans_nmi"] == pytest.approx(1.0) and scores["shade"][0]["nmi_margin"] == pytest.approx(0.0)

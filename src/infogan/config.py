@@ -33,7 +33,8 @@ def _f(default: Any = ..., description: str = "", **kw) -> Any:
 
 
 class DataConfig(_Strict):
-    dataset: Literal["mnist", "fashion_mnist", "image_folder", "lsun"] = _f("mnist", "which dataset to prepare and train on")
+    dataset: Literal["mnist", "fashion_mnist", "emoji", "image_folder", "lsun"] = _f(
+        "mnist", "which dataset to prepare and train on")
     local_dirs: list[str] = _f(lambda: ["data/raw/{dataset}"],
                                "folders searched first, in order ({dataset} and {dataset_dir} are filled in)")
     download: bool = _f(True, "then fetch from the sources in fetch_order when no local copy is found")
@@ -45,7 +46,7 @@ class DataConfig(_Strict):
     download_timeout_s: float = _f(15.0, "network timeout of one download, seconds", gt=0, le=600)
     train_subset: int | None = _f(None, "use only the first N training images (null = all)", ge=1)
     test_subset: int | None = _f(None, "use only the first N test images (null = all)", ge=1)
-    image_size: Literal[28, 64] = _f(28, "image side in pixels: 28 for the IDX datasets, 64 for image folders and LSUN")
+    image_size: Literal[28, 64] = _f(28, "image side in pixels: 28 for the IDX datasets, 64 for emoji, image folders and LSUN")
     lsun_classes: list[str] = _f(lambda: ["bedroom_train"], "LSUN lmdb databases to read (lsun only)")
     in_memory_max_images: int = _f(250_000, "datasets up to this many images are held as one tensor on the device", ge=1)
     num_workers: int = _f(2, "DataLoader workers for datasets streamed from disk", ge=0, le=64)
@@ -54,7 +55,7 @@ class DataConfig(_Strict):
     def _size_matches_dataset(self) -> "DataConfig":
         if self.dataset in ("mnist", "fashion_mnist") and self.image_size != 28:
             raise ValueError(f"data.image_size must be 28 for {self.dataset} (got {self.image_size})")
-        if self.dataset in ("image_folder", "lsun") and self.image_size != 64:
+        if self.dataset in ("emoji", "image_folder", "lsun") and self.image_size != 64:
             raise ValueError(f"data.image_size must be 64 for {self.dataset} (got {self.image_size})")
         return self
 
@@ -91,6 +92,7 @@ class AugmentConfig(_Strict):
     scale: float = _f(0.1, "random scale 1 +- this", ge=0, le=0.5)
     shift: float = _f(0.08, "random shift up to this fraction of the image", ge=0, le=0.5)
     stroke: bool = _f(True, "also thicken or thin strokes (3x3 dilation or erosion, a third of images each)")
+    background: float = _f(-1.0, "value the warp fills in from outside the image (-1 black, 1 white)", ge=-1, le=1)
 
 
 class TrainConfig(_Strict):

@@ -17,12 +17,13 @@ import struct
 import subprocess
 import tarfile
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from . import emoji
 from .errors import DataError
 from .image_folders import IMAGE_SUFFIXES, LsunDataset, list_images, load_image_64
 from .io import atomic_torch_save, atomic_write_text, remove_stale_temps, safe_load
@@ -50,8 +51,9 @@ RAW_SHA256 = {
     },
 }
 EXPECTED_COUNTS = {"train": 60_000, "test": 10_000}
-DATASET_DIRS = {"mnist": "mnist", "fashion_mnist": "fashion-mnist"}
+DATASET_DIRS = {"mnist": "mnist", "fashion_mnist": "fashion-mnist", "emoji": "emoji"}
 CLASS_NAMES = {
+    "emoji": emoji.CATEGORIES,
     "mnist": [str(i) for i in range(10)],
     "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                       "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
@@ -259,6 +261,10 @@ def prepare(cfg_data) -> dict:
             summary[f"{split}_count"] = len(images)
             summary[f"{split}_label_counts"] = torch.bincount(labels, minlength=10).tolist()
         return summary
+    if cfg_data.dataset == "emoji":
+        folder = emoji.locate([_expand(t, "emoji") for t in cfg_data.local_dirs], _expand(cfg_data.download_dir, "emoji"),
+                              cfg_data.download and "npm" in cfg_data.fetch_order, cfg_data.download_timeout_s)
+        return emoji.prepare_emoji(folder, out, cfg_data.train_subset, cfg_data.test_subset)
     if cfg_data.dataset == "image_folder":
         folder = _first_existing(cfg_data)
         paths = list_images(folder)
@@ -284,6 +290,7 @@ def prepare(cfg_data) -> dict:
 class Split:
     images: torch.Tensor  # uint8 (N, C, H, W)
     labels: torch.Tensor  # int64 (N,), -1 where unlabelled
+    factors: dict = field(default_factory=dict)  # other known factors: name -> int64 (N,)
 
 
 def subset_count(cfg_data, split: str, prepared: int, where: Path) -> int:
@@ -308,7 +315,8 @@ def load_split(cfg_data, split: str) -> Split | None:
         raise DataError(f"{path} not found: run `python -m infogan prepare` first")
     blob = safe_load(path)
     keep = subset_count(cfg_data, split, len(blob["images"]), path)
-    return Split(blob["images"][:keep], blob["labels"][:keep])
+    return Split(blob["images"][:keep], blob["labels"][:keep],
+                 {name: values[:keep] for name, values in (blob.get("factors") or {}).items()})
 
 
 def to_unit_range(images_uint8: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,8 @@ from .data import class_names, load_split
 from .features import features, frechet_distance, load_or_train_feature_net, prdc
 from .io import atomic_write_json, file_sha256
 from .latent import LatentBatch, LatentSpec
-from .metrics import bn_calibrated, categorical_scores, hungarian_accuracy
+from .factors import factor_scores
+from .metrics import bn_calibrated, hungarian_accuracy, q_predictions, scores_of_predictions
 from .nets import Generator
 from .objective import info_nll
 from .tracking import RunLogger
@@ -196,7 +197,11 @@ def evaluate(cfg: InfoGANConfig, checkpoint: str | Path, out_json: str | Path | 
         calibration = train.images[:ec.bn_calibration_images] if ec.bn_calibration_images else None
         names = class_names(cfg.data.dataset, int(test.labels.max()) + 1)
         with phase("Q on real test images (BatchNorm calibration, accuracy, NMI)"):
-            scores = categorical_scores(spec, d, test.images, test.labels, device, ec.batch_size, calibration, names)
+            predictions = q_predictions(spec, d, test.images, device, ec.batch_size, calibration)
+            scores = scores_of_predictions(spec, predictions, test.labels, names)
+        with phase("codes against every known factor, and k-means on pixels"):
+            factors = {"label": test.labels.numpy()} | {k: v.numpy() for k, v in test.factors.items()}
+            result["factors"] = factor_scores(spec.categorical, predictions, factors, test.images, ec.seed)
         result["categorical"] = scores
         result["accuracy"] = scores[0]["accuracy"]
         result["nmi"] = scores[0]["nmi"]

@@ -92,22 +92,33 @@ def value_labels(table: np.ndarray, mapping: dict[int, int], names: list[str]) -
     return out
 
 
-def categorical_scores(spec, discriminator, images_uint8, labels, device, batch_size: int = 1000,
-                       calibration_uint8: torch.Tensor | None = None, names: list[str] | None = None) -> list[dict]:
-    """Per categorical code: Hungarian accuracy, NMI, the code-value -> label mapping and each
-    value's label and purity (``names`` spell the labels; default their indices)."""
+def q_predictions(spec, discriminator, images_uint8, device, batch_size: int = 1000,
+                  calibration_uint8: torch.Tensor | None = None) -> list[np.ndarray]:
+    """Per categorical code, Q's most likely value for each image (D calibrated on real images
+    first, when ``calibration_uint8`` is given)."""
     if calibration_uint8 is not None:
         discriminator = real_calibrated(discriminator, calibration_uint8, device)
-    q = q_outputs(discriminator, images_uint8, device, batch_size)
-    logits, _, _ = spec.split_q(q)
+    logits, _, _ = spec.split_q(q_outputs(discriminator, images_uint8, device, batch_size))
+    return [lg.argmax(1).numpy() for lg in logits]
+
+
+def scores_of_predictions(spec, predictions: list[np.ndarray], labels, names: list[str] | None = None) -> list[dict]:
+    """Per categorical code: Hungarian accuracy, NMI, the code-value -> label mapping and each
+    value's label and purity (``names`` spell the labels; default their indices)."""
     labels_np = labels.numpy()
     n_labels = int(labels_np.max()) + 1
     names = names or [str(i) for i in range(n_labels)]
     results = []
-    for i, (k, lg) in enumerate(zip(spec.categorical, logits)):
-        pred = lg.argmax(1).numpy()
+    for i, (k, pred) in enumerate(zip(spec.categorical, predictions)):
         acc, mapping = hungarian_accuracy(pred, labels_np, k, n_labels)
         results.append({"code": f"cat{i}", "accuracy": acc, "nmi": normalized_mutual_info(pred, labels_np),
                         "mapping": mapping, "used_values": int(len(np.unique(pred))),
                         "values": value_labels(contingency(pred, labels_np, k, n_labels), mapping, names)})
     return results
+
+
+def categorical_scores(spec, discriminator, images_uint8, labels, device, batch_size: int = 1000,
+                       calibration_uint8: torch.Tensor | None = None, names: list[str] | None = None) -> list[dict]:
+    """``scores_of_predictions`` of Q's predictions for ``images_uint8``."""
+    predictions = q_predictions(spec, discriminator, images_uint8, device, batch_size, calibration_uint8)
+    return scores_of_predictions(spec, predictions, labels, names)

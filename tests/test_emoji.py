@@ -1,0 +1,94 @@
+"""The emoji dataset (64x64 colour, npm's emoji-datasource-google): prepare on a real slice of
+the package (tests/fixtures/emoji), its errors, and training at 64x64 in colour."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from infogan import cli, emoji
+from infogan.config import DataConfig
+from infogan.data import prepare
+from infogan.errors import DataError
+
+from .conftest import ROOT
+
+FIXTURE = ROOT / "tests" / "fixtures" / "emoji"
+
+
+def emoji_data(tmp_path: Path, folder: Path = FIXTURE, **extra) -> DataConfig:
+    return DataConfig(dataset="emoji", image_size=64, local_dirs=[str(folder)], download=False,
+                      prepared_dir=str(tmp_path / "prepared"), **extra)
+
+
+def test_prepare_reads_images_categories_and_skin_tones(tmp_path):
+    summary = prepare(emoji_data(tmp_path))
+    listed = emoji.catalogue(FIXTURE)
+    assert summary["train_count"] + summary["test_count"] == len(listed) == len(list((FIXTURE / emoji.IMAGE_DIR).iterdir()))
+    train = torch.load(tmp_path / "prepared/emoji/train.pt", weights_only=True)
+    test = torch.load(tmp_path / "prepared/emoji/test.pt", weights_only=True)
+    assert train["images"].shape[1:] == (3, 64, 64) and train["images"].dtype == torch.uint8
+    assert len(test["images"]) == len(listed) // emoji.TEST_EVERY  # every tenth image
+    assert (train["images"][:, :, 0, 0] == 255).all()  # transparent corners became white
+    categories = torch.cat([train["labels"], test["labels"]])
+    assert set(categories.tolist()) == set(range(len(emoji.CATEGORIES)))
+    tones = torch.cat([train["factors"]["skin_tone"], test["factors"]["skin_tone"]])
+    assert 0 in tones.tolist() and tones.max() <= len(emoji.SKIN_TONES) - 1 and (tones > 0).any()
+    # A skin-tone variation is its base emoji's category with a tone: read from emoji.json.
+    entry = next(e for e in json.loads((FIXTURE / "emoji.json").read_text()) if e.get("skin_variations"))
+    tone_key, variation = next(iter(entry["skin_variations"].items()))
+    item = next(i for i in listed if i["file"] == variation["image"])
+    assert item["category"] == emoji.CATEGORIES.index(entry["category"])
+    assert item["skin_tone"] == emoji.TONE_CODES.index(tone_key.split("-")[0].upper()) + 1
+
+
+def test_a_corrupt_or_missing_image_is_named_and_nothing_is_written(tmp_path):
+    folder = tmp_path / "emoji"
+    shutil.copytree(FIXTURE, folder)
+    victim = sorted((folder / emoji.IMAGE_DIR).iterdir())[3]
+    victim.write_bytes(victim.read_bytes()[:200])
+    with pytest.raises(DataError, match=victim.name):
+        prepare(emoji_data(tmp_path, folder))
+    assert not list((tmp_path / "prepared").rglob("*.pt"))
+    victim.unlink()
+    with pytest.raises(DataError, match=f"{victim.name}: listed in emoji.json but missing"):
+        prepare(emoji_data(tmp_path, folder))
+
+
+def test_no_local_copy_and_no_fetch_says_what_to_do(tmp_path):
+    with pytest.raises(DataError, match="emoji.json"):
+        prepare(emoji_data(tmp_path, tmp_path / "nowhere", download_dir=str(tmp_path / "raw")))
+
+
+def test_colour_training_at_64_pixels(tmp_path, monkeypatch):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"].update(local_dirs=[str(FIXTURE)], download=False)
+    params["train"].update(epochs=1, batch_size=8, log_every=1, progress_bar=False, snapshot_epochs=[1], device="cpu")
+    params["experiments"] = {"emoji": {
+        "data": {"dataset": "emoji", "image_size": 64}, "model": {"arch": "dcgan64"},
+        "latent": {"noise_dim": 16, "categorical": [10, 7], "continuous": 2},
+        "train": {"augment": {"degrees": 10, "scale": 0.1, "shift": 0.05, "stroke": False, "background": 1.0}}}}
+    params["pipeline"]["select"]["experiments"] = ["emoji"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    cli.prepare(experiment="emoji")
+    summary = cli.train(experiment="emoji")
+    assert summary["epochs"] == 1 and summary["images_seen"] > 0
+    ckpt = torch.load(tmp_path / "runs/emoji/checkpoint.pt", weights_only=True)
+    from infogan.checkpoint import rebuild_generator
+
+    g = rebuild_generator(ckpt)
+    with torch.no_grad():
+        assert g(g.spec.assemble(g.spec.sample(2))).shape == (2, 3, 64, 64)
+    assert (tmp_path / "runs/emoji/grids/epoch_001.png").is_file()
+
+
+@pytest.mark.slow
+def test_fetch_from_the_npm_registry_checks_the_tarball(tmp_path):
+    """The real registry (CI's default run never downloads)."""
+    folder = emoji.locate([tmp_path / "nowhere"], tmp_path / "raw" / "emoji", fetch=True, timeout_s=300)
+    assert emoji.is_emoji_folder(folder) and len(emoji.catalogue(folder)) == 3786
