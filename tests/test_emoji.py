@@ -92,3 +92,40 @@ def test_fetch_from_the_npm_registry_checks_the_tarball(tmp_path):
     """The real registry (CI's default run never downloads)."""
     folder = emoji.locate([tmp_path / "nowhere"], tmp_path / "raw" / "emoji", fetch=True, timeout_s=300)
     assert emoji.is_emoji_folder(folder) and len(emoji.catalogue(folder)) == 3786
+
+
+@pytest.mark.slow
+def test_the_service_answers_for_a_colour_model(tmp_path, monkeypatch):
+    """prepare -> train -> evaluate -> select -> package on the emoji slice, then `bentoml
+    serve`: 3-channel 64x64 images, /info says so, traversals too."""
+    import io
+    import subprocess
+    import sys
+
+    import requests
+    from PIL import Image
+
+    from .conftest import PIPELINE, service_env, serving
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"].update(local_dirs=[str(FIXTURE)], download=False)
+    params["train"].update(epochs=1, batch_size=8, progress_bar=False, snapshot_epochs=[], device="cpu")
+    params["evaluate"].update(fid=False, generated_per_value=0, n_samples=100, traversal_rows=4, batch_size=50,
+                              bn_calibration_images=16)
+    params["experiments"] = {"mnist": {"data": {"dataset": "emoji", "image_size": 64}, "model": {"arch": "dcgan64"},
+                                       "latent": {"noise_dim": 16, "categorical": [10, 7], "continuous": 2}}}
+    params["pipeline"]["select"]["experiments"] = ["mnist"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    home = tmp_path / "bentoml"
+    proc = subprocess.run([sys.executable, "-c", PIPELINE], cwd=tmp_path, env=service_env(home),
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with serving(home, tmp_path / "serve.log") as server:
+        info = requests.post(f"{server['url']}/info", timeout=30).json()
+        assert info["image"] == {"channels": 3, "height": 64, "width": 64}
+        r = requests.post(f"{server['url']}/generate", json={"n": 4, "ncol": 2, "codes": {"cat1": 3}}, timeout=60)
+        assert r.status_code == 200, r.text
+        grid = Image.open(io.BytesIO(r.content))
+        assert grid.mode == "RGB" and grid.size == (2 * 66 + 2, 2 * 66 + 2)
+        r = requests.post(f"{server['url']}/traverse", json={"code": "cat1", "rows": 2}, timeout=60)
+        assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).size == (7 * 66 + 2, 2 * 66 + 2)

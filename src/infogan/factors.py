@@ -15,13 +15,16 @@ from .metrics import hungarian_accuracy, normalized_mutual_info
 
 def kmeans(x: torch.Tensor, k: int, seed: int, iters: int = 50, restarts: int = 3) -> np.ndarray:
     """Lloyd's k-means with k-means++ starts; of ``restarts`` runs, the lowest inertia."""
+    if len(x) <= k:  # each image its own cluster
+        return np.arange(len(x))
     gen = torch.Generator().manual_seed(seed)
     best, best_inertia = None, float("inf")
     for _ in range(restarts):
         centres = x[torch.randint(len(x), (1,), generator=gen)]
         while len(centres) < k:  # k-means++: far points are likelier starts
             d2 = torch.cdist(x, centres).min(1).values.square()
-            centres = torch.cat([centres, x[torch.multinomial(d2 / d2.sum(), 1, generator=gen)]])
+            weights = d2 if d2.sum() > 0 else torch.ones_like(d2)  # all points alike: any will do
+            centres = torch.cat([centres, x[torch.multinomial(weights, 1, generator=gen)]])
         for _ in range(iters):
             assign = torch.cdist(x, centres).argmin(1)
             counts = torch.bincount(assign, minlength=k).unsqueeze(1)
