@@ -129,3 +129,34 @@ def test_the_service_answers_for_a_colour_model(tmp_path, monkeypatch):
         assert grid.mode == "RGB" and grid.size == (2 * 66 + 2, 2 * 66 + 2)
         r = requests.post(f"{server['url']}/traverse", json={"code": "cat1", "rows": 2}, timeout=60)
         assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).size == (7 * 66 + 2, 2 * 66 + 2)
+
+
+def test_lsun_lmdb_export_prepares_and_trains_a_step(tmp_path, monkeypatch):
+    """The `lsun` loader on a tiny LSUN-format lmdb (key -> encoded image), as LSUN's export
+    tool writes it: prepare, then one training epoch at 64x64."""
+    import io
+
+    lmdb = pytest.importorskip("lmdb", reason="the optional `lsun` extra (pip install -e '.[lsun]')")
+    from PIL import Image
+
+    root = tmp_path / "lsun"
+    (root / "bedroom_train_lmdb").mkdir(parents=True)
+    env = lmdb.open(str(root / "bedroom_train_lmdb"), map_size=1 << 26)
+    with env.begin(write=True) as txn:
+        for i, png in enumerate(sorted((FIXTURE / emoji.IMAGE_DIR).iterdir())[:12]):
+            buf = io.BytesIO()
+            Image.open(png).convert("RGB").resize((96, 80)).save(buf, format="JPEG")
+            txn.put(f"{i:08d}".encode(), buf.getvalue())
+    env.close()
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"].update(epochs=1, batch_size=4, log_every=1, progress_bar=False, snapshot_epochs=[], device="cpu",
+                           eval_each_epoch=False)
+    params["experiments"] = {"lsun_bedroom": {
+        "data": {"dataset": "lsun", "image_size": 64, "local_dirs": [str(root)], "num_workers": 0},
+        "model": {"arch": "dcgan64"}, "latent": {"noise_dim": 16, "categorical": [4], "continuous": 1}}}
+    params["pipeline"]["select"]["experiments"] = ["lsun_bedroom"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(tmp_path)  # torchvision's LSUN keeps a key cache in the working folder
+    assert cli.prepare(experiment="lsun_bedroom")["train_count"] == 12
+    summary = cli.train(experiment="lsun_bedroom")
+    assert summary["epochs"] == 1 and summary["images_seen"] == 12
