@@ -160,3 +160,20 @@ def test_lsun_lmdb_export_prepares_and_trains_a_step(tmp_path, monkeypatch):
     assert cli.prepare(experiment="lsun_bedroom")["train_count"] == 12
     summary = cli.train(experiment="lsun_bedroom")
     assert summary["epochs"] == 1 and summary["images_seen"] == 12
+
+
+def test_the_commented_emoji_experiment_in_params_yaml_is_valid(tmp_path):
+    """The opt-in block must not rot while commented out: uncommented, it validates."""
+    from infogan.params import config_from_dict
+
+    lines, block = (ROOT / "params.yaml").read_text().splitlines(), []
+    start = next(i for i, line in enumerate(lines) if line.startswith("#  emoji:"))
+    for line in lines[start:]:
+        if not (line.startswith("#  emoji:") or line.startswith("#    ")):
+            break
+        block.append(line[1:])
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["experiments"]["emoji"] = yaml.safe_load("\n".join(block))["emoji"]
+    cfg = config_from_dict(raw, "emoji", [])
+    assert (cfg.data.dataset, cfg.model.arch, cfg.latent.categorical) == ("emoji", "dcgan64", [10, 7])
+    assert cfg.train.augment.background == 1.0
