@@ -42,7 +42,7 @@ class RequestGuard:
         path = scope["path"].rstrip("/")
         send = self._with_headers(send, scope["path"].startswith(self.explorer_path))
         if path == self.docs_path and scope["method"] == "GET":
-            return await self.app(scope, receive, _rewrite_json(send, 200, self.document))
+            return await self.app(scope, receive, _rewrite_json(send, lambda status: status == 200, self.document))
         if path not in self.fields or scope["method"] != "POST":
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -68,7 +68,8 @@ class RequestGuard:
             if len(body) > self.max_body_bytes:
                 return await _error(send, 413, f"body exceeds the limit of {self.max_body_bytes} bytes")
         send = _one_error_shape(send)
-        body = body if body or not no_body else bytearray(b"{}")
+        if no_body:
+            body = bytearray(b"{}")
         problem = self._check_fields(path, bytes(body))
         if problem:
             return await _error(send, 400, problem)
@@ -161,16 +162,13 @@ def _one_error_line(payload) -> dict:
 
 def _one_error_shape(send):
     """Send a 4xx JSON answer as {"error": line}."""
-    return _rewrite_json(send, 400, _one_error_line)
+    return _rewrite_json(send, lambda status: 400 <= status < 500, _one_error_line)
 
 
-def _rewrite_json(send, status: int, rewrite):
-    """Hold a JSON answer whose status is ``status`` (400: any 4xx) until its body is complete,
-    then send ``rewrite(parsed body)`` instead."""
+def _rewrite_json(send, matches, rewrite):
+    """Hold a JSON answer whose status ``matches`` until its body is complete, then send
+    ``rewrite(parsed body)`` instead."""
     held: dict = {}
-
-    def matches(code: int) -> bool:
-        return 400 <= code < 500 if status == 400 else code == status
 
     async def sending(message):
         if message["type"] == "http.response.start" and matches(message["status"]):

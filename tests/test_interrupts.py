@@ -89,6 +89,14 @@ def temp_files(root: Path) -> list[Path]:
             if not {".git", ".dvc"} & set(p.relative_to(root).parts[:1])]
 
 
+def exported_version(export: Path) -> tuple[str, str]:
+    """(name, version) of the model in an exported .bentomodel (what the service image imports)."""
+    with tarfile.open(export) as archive:
+        member = next(m for m in archive.getmembers() if m.name.lstrip("./") == "model.yaml")
+        info = yaml.safe_load(archive.extractfile(member))
+    return info["name"], info["version"]
+
+
 def store_agrees(root: Path) -> None:
     record = json.loads((root / "models/package.json").read_text())
     home = Path(record["bentoml_home"])
@@ -97,10 +105,7 @@ def store_agrees(root: Path) -> None:
     versions = [p for p in (home / "models" / name).iterdir() if p.is_dir()]
     for folder in versions:  # nothing half-written in the store
         assert (folder / "model.yaml").is_file(), f"unfinished store version {folder.name}"
-    with tarfile.open(root / record["export_path"]) as export:  # what the service image imports
-        member = next(m for m in export.getmembers() if m.name.lstrip("./") == "model.yaml")
-        exported = yaml.safe_load(export.extractfile(member))
-    assert (exported["name"], exported["version"]) == (name, version)
+    assert exported_version(root / record["export_path"]) == (name, version)
     listed = subprocess.run(["bentoml", "models", "list", name, "-o", "json"], cwd=root, env=tool_environ(root),
                             capture_output=True, text=True, timeout=120)
     assert listed.returncode == 0, listed.stderr
@@ -174,6 +179,4 @@ def test_package_undoes_what_an_interrupted_package_left(packaged_model, tmp_pat
     assert not any(path.exists() for path in leftovers)
     record = json.loads((project / "models/package.json").read_text())
     assert (versions / "latest").read_text().strip() == record["tag"].split(":")[1]
-    with tarfile.open(project / record["export_path"]) as export:
-        member = next(m for m in export.getmembers() if m.name.lstrip("./") == "model.yaml")
-        assert yaml.safe_load(export.extractfile(member))["version"] == record["tag"].split(":")[1]
+    assert exported_version(project / record["export_path"]) == tuple(record["tag"].split(":"))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 import shutil
 import socket
 import struct
@@ -26,7 +25,7 @@ import torch
 from . import emoji
 from .errors import DataError
 from .image_folders import IMAGE_SUFFIXES, LsunDataset, list_images, load_image_64
-from .io import atomic_torch_save, atomic_write_text, remove_stale_temps, safe_load
+from .io import atomic_folder, atomic_torch_save, atomic_write_text, remove_stale_temps, safe_load
 
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -205,24 +204,18 @@ def locate_idx(cfg_data) -> tuple[dict[str, torch.Tensor], str]:
         tried.append(f"{folder}: no IDX files")
     cache = _expand(cfg_data.download_dir, dataset)
     for source in cfg_data.fetch_order if cfg_data.download else []:
-        fetched = cache.with_name(cache.name + f".{source}.partial")
-        shutil.rmtree(fetched, ignore_errors=True)
-        fetched.mkdir(parents=True)
         try:
-            FETCHERS[source](dataset, fetched, cfg_data.download_timeout_s)
-            arrays = load_idx_folder(fetched, dataset, cfg_data.verify_checksums)
+            with atomic_folder(cache, source) as fetched:  # verified before it takes the final name
+                FETCHERS[source](dataset, fetched, cfg_data.download_timeout_s)
+                arrays = load_idx_folder(fetched, dataset, cfg_data.verify_checksums)
         except DataError as exc:
-            shutil.rmtree(fetched, ignore_errors=True)
             if "SHA-256" in str(exc):
                 raise
             tried.append(f"{source}: {exc}")
             continue
         except Exception as exc:  # network, missing tool, timeout: try the next source
-            shutil.rmtree(fetched, ignore_errors=True)
             tried.append(f"{source}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
             continue
-        shutil.rmtree(cache, ignore_errors=True)
-        os.replace(fetched, cache)  # verified before it takes the final name
         return arrays, f"{source} -> {cache}"
     raise DataError(f"{dataset}: no usable copy found. Put the four IDX files "
                     f"({', '.join(IDX_FILES.values())}, .gz or raw) in "
@@ -262,7 +255,8 @@ def prepare(cfg_data) -> dict:
             summary[f"{split}_label_counts"] = torch.bincount(labels, minlength=10).tolist()
         return summary
     if cfg_data.dataset == "emoji":
-        folder = emoji.locate([_expand(t, "emoji") for t in cfg_data.local_dirs], _expand(cfg_data.download_dir, "emoji"),
+        local = [_expand(t, "emoji") for t in cfg_data.local_dirs]
+        folder = emoji.locate(local, _expand(cfg_data.download_dir, "emoji"),
                               cfg_data.download and "npm" in cfg_data.fetch_order, cfg_data.download_timeout_s)
         return emoji.prepare_emoji(folder, out, cfg_data.train_subset, cfg_data.test_subset)
     if cfg_data.dataset == "image_folder":

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import tarfile
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 
 from .errors import DataError
-from .io import atomic_torch_save
+from .io import atomic_folder, atomic_torch_save
 
 PACKAGE, VERSION = "emoji-datasource-google", "16.0.0"
 TARBALL_SHA256 = "fb5fd131b362aab7a55542d2a147a79708cce0a8b1c1bbacd470172708b5c438"
@@ -69,19 +68,11 @@ def locate(local_dirs: list[Path], cache: Path, fetch: bool, timeout_s: float) -
         raise DataError(f"emoji: no folder holding emoji.json and {IMAGE_DIR}/ in data.local_dirs "
                         f"({', '.join(map(str, local_dirs))}), and fetching from npm is off (data.download, "
                         "data.fetch_order)")
-    fetched = cache.with_name(cache.name + ".npm.partial")
-    shutil.rmtree(fetched, ignore_errors=True)
-    fetched.mkdir(parents=True)
     try:
-        fetch_npm(fetched, timeout_s)
+        with atomic_folder(cache, "npm") as fetched:
+            fetch_npm(fetched, timeout_s)
     except (OSError, subprocess.SubprocessError) as exc:
-        shutil.rmtree(fetched, ignore_errors=True)
         raise DataError(f"emoji: fetching {PACKAGE}@{VERSION} from npm failed ({exc})") from None
-    except DataError:
-        shutil.rmtree(fetched, ignore_errors=True)
-        raise
-    shutil.rmtree(cache, ignore_errors=True)
-    os.replace(fetched, cache)
     return cache
 
 

@@ -33,9 +33,10 @@ def kmeans(x: torch.Tensor, k: int, seed: int, iters: int = 50, restarts: int = 
             if torch.equal(moved, centres):
                 break
             centres = moved
-        inertia = float(torch.cdist(x, centres).min(1).values.square().sum())
+        nearest = torch.cdist(x, centres).min(1)
+        inertia = float(nearest.values.square().sum())
         if inertia < best_inertia:
-            best, best_inertia = torch.cdist(x, centres).argmin(1).numpy(), inertia
+            best, best_inertia = nearest.indices.numpy(), inertia
     return best
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from contextlib import contextmanager
@@ -18,23 +19,40 @@ from .errors import CheckpointError
 TEMP_SUFFIX = ".tmp"
 
 
-def remove_stale_temps(folder: str | Path) -> list[Path]:
-    """Delete the temp files an interrupted atomic write left in ``folder`` (and below)."""
-    folder = Path(folder)
-    stale = [p for p in folder.rglob(f".*{TEMP_SUFFIX}") if p.is_file()] if folder.is_dir() else []
+def _unlink_files(paths) -> list[Path]:
+    stale = [p for p in paths if p.is_file()]
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
+
+
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Delete the temp files an interrupted atomic write left in ``folder`` (and below)."""
+    folder = Path(folder)
+    return _unlink_files(folder.rglob(f".*{TEMP_SUFFIX}") if folder.is_dir() else ())
 
 
 def remove_stale_temps_of(path: str | Path) -> list[Path]:
     """Delete the temp files that interrupted atomic writes of ``path`` left beside it."""
     path = Path(path)
-    stale = [p for p in path.parent.glob(f".{path.name}.*{TEMP_SUFFIX}*") if p.is_file()] \
-        if path.parent.is_dir() else []
-    for p in stale:
-        p.unlink(missing_ok=True)
-    return stale
+    return _unlink_files(path.parent.glob(f".{path.name}.*{TEMP_SUFFIX}*") if path.parent.is_dir() else ())
+
+
+@contextmanager
+def atomic_folder(path: str | Path, tag: str):
+    """Yield a fresh folder beside ``path`` (``<name>.<tag>.partial``); it replaces ``path`` only
+    if the block succeeds, and is removed if it fails."""
+    path = Path(path)
+    staging = path.with_name(f"{path.name}.{tag}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(staging, path)
 
 
 @contextmanager
