@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -102,29 +103,39 @@ def baseline_steps(images: np.ndarray, spec: LatentSpec, batch: int, steps: int,
 # ----------------------------------------------------------------------------- ours
 def step_rate(cfg, prepared: str, name: str, steps: int, warmup: int) -> dict:
     """images/s and FLOPs per image of ``cfg``'s training step, every objective term active (as in
-    the last epoch)."""
+    the last epoch), lazy terms on their own steps: FLOPs are averaged over one cycle of them."""
     prepare(cfg.data)
     trainer = Trainer(cfg, Path(prepared) / "bench_runs" / name)
     trainer.epoch = cfg.train.epochs - 1
     batch = cfg.train.batch_size
-    batches = trainer.batches.epoch(torch.Generator().manual_seed(0))
-    with FlopCounterMode(display=False) as counter:
-        trainer.train_step(next(batches))
-    flops_per_image = counter.get_total_flops() / batch
-    t0 = None
-    for i in range(warmup + steps):
-        if i == warmup:
-            t0 = time.perf_counter()
+    cycle = math.lcm(1, *(t.cfg.every for t in trainer.objective.terms))
+    batches = iter(())
+
+    def step(i: int) -> None:
+        nonlocal batches
         try:
             real = next(batches)
         except StopIteration:
             batches = trainer.batches.epoch(torch.Generator().manual_seed(i))
             real = next(batches)
+        trainer.step = i
         trainer.train_step(real)
+
+    with FlopCounterMode(display=False) as counter:
+        for i in range(cycle):
+            step(i)
+    flops_per_image = counter.get_total_flops() / (batch * cycle)
+    steps = -(-steps // cycle) * cycle  # whole cycles of the lazy terms
+    t0 = None
+    for i in range(warmup + steps):
+        if i == warmup:
+            t0 = time.perf_counter()
+        step(i)
     if trainer.device.type == "cuda":
         torch.cuda.synchronize()
     return {"images_per_s": steps * batch / (time.perf_counter() - t0), "flops_per_image": flops_per_image,
-            "device": str(trainer.device), "terms": [t.name for t in trainer.objective.terms]}
+            "timed_steps": steps,
+            "device": str(trainer.device), "terms": {t.name: {"every": t.cfg.every} for t in trainer.objective.terms}}
 
 
 def bench_configs(params: str, data_root: str, prepared: str, batch: int, compile_: bool) -> dict:
@@ -163,7 +174,7 @@ def main() -> None:
         steps[name] = {"images_per_s": round(rate["images_per_s"], 1),
                        "mflop_per_training_image": round(rate["flops_per_image"] / 1e6, 1),
                        "fraction_of_peak": round(rate["images_per_s"] * rate["flops_per_image"] / (peak * 1e9), 3),
-                       "terms": rate["terms"], "device": rate["device"]}
+                       "terms": rate["terms"], "timed_steps": rate["timed_steps"], "device": rate["device"]}
         print(f"[bench] {name}: {steps[name]['images_per_s']} images/s", flush=True)
     device = next(iter(steps.values()))["device"]
     base_ips = None

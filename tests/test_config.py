@@ -41,6 +41,10 @@ def test_project_params_are_valid_for_every_experiment():
     ({"train": {"objective": {"slant_turn": {"weight": 1.0}}}}, "slant_turn", "switch role_purity on"),
     ({"train": {"objective": {"role_purity": {"weight": 1, "from_epoch": 3}, "slant_turn": {"weight": 1, "from_epoch": 2}}}},
      "slant_turn.from_epoch", "is before role_purity.from_epoch"),
+    ({"train": {"objective": {"role_purity": {"weight": 1, "every": 4}, "slant_turn": {"weight": 1}}}},
+     "slant_turn.every", "differs from role_purity.every"),
+    ({"train": {"objective": {"warped_info": {"weight": 1, "every": 0}}}}, "train.objective",
+     "warped_info.every: Input should be greater than or equal to 1"),
     ({"evaluate": {"attributes": "faces"}}, "evaluate.attributes", "allowed: image, digits"),
 ])
 def test_bad_params_name_the_key_and_what_is_allowed(raw, key, allowed):

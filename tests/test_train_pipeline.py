@@ -105,6 +105,35 @@ def test_a_term_that_is_off_costs_no_forward_pass(tiny_project):
     assert calls("train.objective.real_info.from_epoch=2", epoch=0) == 5
 
 
+def test_a_lazy_term_joins_every_nth_step_weighted_n_times(tiny_project):
+    """``every: 3`` computes warped_info on steps 0 and 3 only, each time weighted 3 times: from one
+    state and one RNG stream, its step equals the term at weight 3 on the steps it joins, and
+    the term switched off on the steps it skips."""
+    cli.prepare()
+
+    def trainer(name, warped):
+        objective = "train.objective={warped_info: {" + warped + "}}"
+        return Trainer(load_config("params.yaml", "mnist", [objective]), tiny_project / name)
+
+    lazy = trainer("lazy", "weight: 1.0, every: 3")
+    real = next(lazy.batches.epoch(torch.Generator().manual_seed(0)))
+    calls = []
+    for step in range(4):
+        lazy.step = step
+        calls.append(_body_calls_per_step(lazy, real))
+    assert calls == [4, 3, 3, 4]
+    for step, twin in ((0, trainer("every_step", "weight: 3.0")), (1, trainer("off", "weight: 0.0"))):
+        lazy = trainer("lazy", "weight: 1.0, every: 3")
+        twin.G.load_state_dict(lazy.G.state_dict())
+        twin.D.load_state_dict(lazy.D.state_dict())
+        lazy.step = twin.step = step
+        for t in (lazy, twin):
+            torch.manual_seed(5)
+            stats = t.train_step(real)
+        assert ("warped_info" in stats) is (step == 0)
+        assert all(torch.equal(x, y) for x, y in zip(lazy.G.parameters(), twin.G.parameters())), f"step {step}"
+
+
 def test_digit_roles_trains_q_and_d_body_only(tiny_project):
     """The real-image roles term: a finite squared error whose gradient reaches Q's head and
     D's body (it is part of D's step), never G."""

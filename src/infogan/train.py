@@ -50,23 +50,25 @@ def fixed_grid_latents(spec: LatentSpec, seed: int, columns: int = 10) -> tuple[
 
 
 class StepStats:
-    """Named step statistics summed on the device; read (one host sync) only when logged."""
+    """Named step statistics summed on the device; read (one host sync) only when logged. Each is
+    averaged over the steps that reported it (a lazy term reports on every N-th step)."""
 
     def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
-        self.count = 0
+        self.counts: dict[str, int] = {}
 
     def add(self, stats: dict[str, torch.Tensor]) -> None:
         for name, value in stats.items():
             self.sums[name] = self.sums[name] + value if name in self.sums else value.clone()
-        self.count += 1
+            self.counts[name] = self.counts.get(name, 0) + 1
 
     def means(self, dist: distributed.Dist) -> dict[str, float]:
-        mean = torch.stack(list(self.sums.values())) / self.count
+        mean = torch.stack(list(self.sums.values())) / torch.tensor([float(self.counts[k]) for k in self.sums],
+                                                                     device=next(iter(self.sums.values())).device)
         if dist.enabled:
             mean = distributed.average_tensor(mean, dist.world)
         values = dict(zip(self.sums, mean.tolist()))
-        self.sums, self.count = {}, 0
+        self.sums, self.counts = {}, {}
         return values
 
 
@@ -139,7 +141,7 @@ class Trainer:
     # ------------------------------------------------------------------ one iteration
     def context(self, real: torch.Tensor) -> StepContext:
         return StepContext(self.spec, self.spec.sample_on_device(real.shape[0], self.device), real, self.epoch + 1,
-                           self._body, self.D.d_head, self.D.q_head, self._gen, self.augment,
+                           self.step, self._body, self.D.d_head, self.D.q_head, self._gen, self.augment,
                            self.cfg.train.info_grad == "shared")
 
     def _average_gradients(self, params) -> None:

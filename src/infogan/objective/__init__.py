@@ -5,7 +5,9 @@ images, the information term when it shares D's body (``train.info_grad: shared`
 D-phase terms. ``Objective.generator_phase`` is G and Q's step: the non-saturating loss, the
 information term, then the G-phase terms. Each term is one module (``real_info``,
 ``warped_info``; dataset presets add theirs); a term that is off is not built, so it costs
-nothing. Both phases return the loss and named statistics.
+nothing. A lazy term (``every: N``) joins every N-th step only, weighted N times, as StyleGAN2
+evaluates its regularisers (Karras et al. 2020, appendix B). Both phases return the loss and
+named statistics; a lazy term's statistic is reported on the steps that compute it.
 """
 from __future__ import annotations
 
@@ -33,8 +35,15 @@ class Objective:
         has_code = bool(self.spec.categorical) if cls.code_kind == "categorical" else self.spec.continuous > 0
         return cfg.weight > 0 and self.info.lambda_of(cls.code_kind) > 0 and has_code
 
-    def active(self, phase: str, epoch: int) -> list[Term]:
-        return [t for t in self.terms if t.phase == phase and t.active(epoch)]
+    def active(self, phase: str, ctx: StepContext) -> list[Term]:
+        return [t for t in self.terms if t.phase == phase and t.active(ctx.epoch, ctx.step)]
+
+    def _add_terms(self, phase: str, ctx: StepContext, loss: torch.Tensor,
+                   stats: dict[str, torch.Tensor]) -> torch.Tensor:
+        for term in self.active(phase, ctx):
+            part = term.loss(ctx)
+            loss, stats[term.name] = loss + term.cfg.every * part, part.detach().float()
+        return loss
 
     def stat_names(self) -> list[str]:
         return ["loss_d", "loss_g", "info_cat_nll", "info_cont_nll"] + [t.name for t in self.terms]
@@ -46,9 +55,7 @@ class Objective:
         if self.shares_body:
             loss = loss + self.info.weighted(self.info.nll(ctx.q_head(h_fake), ctx.codes))
         ctx.h_real = h_real
-        for term in self.active("D", ctx.epoch):
-            part = term.loss(ctx)
-            loss, stats[term.name] = loss + part, part.detach().float()
+        loss = self._add_terms("D", ctx, loss, stats)
         if self.info.probes:
             loss = loss + self.info.probe(self.info.nll(ctx.q_head(h_fake.detach()), ctx.codes))
         return loss, stats
@@ -60,10 +67,7 @@ class Objective:
         loss = adversarial + self.info.weighted(info)
         stats = {"loss_g": adversarial.detach().float(), "info_cat_nll": info.cat_nll.detach(),
                  "info_cont_nll": info.cont_nll.detach()}
-        for term in self.active("G", ctx.epoch):
-            part = term.loss(ctx)
-            loss, stats[term.name] = loss + part, part.detach().float()
-        return loss, stats
+        return self._add_terms("G", ctx, loss, stats), stats
 
     def reset_stats(self) -> None:
         for term in self.terms:

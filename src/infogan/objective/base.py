@@ -32,6 +32,7 @@ class TermConfig(BaseModel):
 
     weight: float = Field(0.0, ge=0, le=1000, description="weight of the term in its phase's loss; 0 = off")
     from_epoch: int = Field(1, ge=1, description="first epoch (1-based) in which the term is active")
+    every: int = Field(1, ge=1, le=64, description="lazy: computed on every N-th step only, its weight times N")
 
 
 @dataclass
@@ -42,6 +43,7 @@ class StepContext:
     codes: LatentBatch
     real: torch.Tensor
     epoch: int                    # 1-based: the epoch this step belongs to
+    step: int                     # 0-based: steps taken before this one (decides lazy terms)
     body: Callable                # D's shared body (compiled when train.compile)
     d_head: torch.nn.Module
     q_head: torch.nn.Module
@@ -74,8 +76,8 @@ class Term:
     def check(cls, cfg: TermConfig, config) -> None:
         """Checks across sections (latent size, batch size); raise ValueError naming the key."""
 
-    def active(self, epoch: int) -> bool:
-        return epoch >= self.cfg.from_epoch
+    def active(self, epoch: int, step: int) -> bool:
+        return epoch >= self.cfg.from_epoch and step % self.cfg.every == 0
 
     def loss(self, ctx: StepContext) -> torch.Tensor:
         raise NotImplementedError

@@ -162,6 +162,9 @@ class SlantTurn(Term):
         if purity is None or purity.weight == 0:
             raise ValueError("train.objective.slant_turn is measured on role_purity's moved latents; "
                              "switch role_purity on or set slant_turn's weight to 0")
+        if cfg.every != purity.every:
+            raise ValueError(f"train.objective.slant_turn.every ({cfg.every}) differs from role_purity.every "
+                             f"({purity.every}), whose latents it reads on the same steps")
         if cfg.from_epoch < purity.from_epoch:
             raise ValueError(f"train.objective.slant_turn.from_epoch ({cfg.from_epoch}) is before "
                              f"role_purity.from_epoch ({purity.from_epoch}), whose latents it reads")
