@@ -11,7 +11,8 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi; }
 
 apt_install() {
   command -v apt-get >/dev/null || { echo "engine.sh: $* missing and no apt-get here: install them" >&2; exit 1; }
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  [ -n "${APT_UPDATED:-}" ] || as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  APT_UPDATED=1
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
 }
 
@@ -21,7 +22,7 @@ fi
 
 if [ "$ENGINE" = podman ]; then
   command -v podman >/dev/null || apt_install podman runc uidmap slirp4netns containernetworking-plugins \
-    catatonit fuse-overlayfs
+    catatonit fuse-overlayfs mmdebstrap
   # Settings podman's defaults lack on VMs like CI's (hybrid cgroups, no systemd, low hard ulimits).
   if [ -z "${CONTAINERS_CONF:-}" ]; then
     mkdir -p "$CACHE"

@@ -49,7 +49,7 @@ case "$VARIANT" in
   cpu)
     if [ -z "${TORCH_WHEEL:-}" ]; then
       links=$(python3 -m pip config get global.find-links 2>/dev/null || true)
-      TORCH_WHEEL=$(ls "${links:-/nonexistent}"/torch-*+cpu-cp311-*.whl 2>/dev/null | sort -V | tail -n 1 || true)
+      TORCH_WHEEL=$(for d in $links; do ls "$d"/torch-*+cpu-cp311-*.whl; done 2>/dev/null | sort -V | tail -n 1 || true)
     fi
     if [ -n "$TORCH_WHEEL" ]; then
       [ -f "$TORCH_WHEEL" ] || { echo "image.sh: TORCH_WHEEL=$TORCH_WHEEL does not exist" >&2; exit 1; }

@@ -91,7 +91,7 @@ def container(image):
         print(f"container ready {time.monotonic() - start:.1f}s after start")
         yield {"name": name, "url": url}
     finally:
-        engine("rm", "-f", "-t", "5", name, check=False)
+        engine("rm", "-f", name, check=False)
 
 
 def test_container_gives_the_bytes_of_the_in_process_service(container, packaged_model):
