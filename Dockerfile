@@ -2,13 +2,13 @@
 # The InfoGAN generation service with the packaged model baked in.
 #
 #   python -m infogan package        # or `dvc repro`: writes models/infogan-generator.bentomodel
-#   docker build -t infogan-service .
-#   docker run --rm -p 3000:3000 infogan-service
+#   make image                       # container/image.sh: docker or podman, CPU variant; see docs/serving.md
+#   docker run --rm -p 3000:3000 infogan-service:cpu
 #
-# CPU by default. For NVIDIA GPUs pick a CUDA base and PyTorch's matching wheel index, e.g.
-#   docker build --build-arg BASE_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04 \
-#                --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 -t infogan-service:cuda .
-# and run with `--gpus all`. A base without Python (the CUDA images) gets its distribution's.
+# CPU by default (PyTorch's CPU wheel index). The CUDA variant takes PyPI's torch, a CUDA build that brings
+# its CUDA libraries, so any base works; run it with `--gpus all`:
+#   docker build --build-arg TORCH_INDEX_URL=https://pypi.org/simple -t infogan-service:cuda .
+# A base without Python gets its distribution's.
 
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
@@ -31,16 +31,20 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # ---- builder: a virtual environment and the model store --------------------------------------
 FROM base AS builder
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG TORCH_VERSION=2.14.1
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-# torch first, from the index that decides CPU or CUDA; the version is pyproject.toml's pin.
-RUN pip install --index-url "${TORCH_INDEX_URL}" torch==2.14.1
+# torch first, from the index that decides CPU or CUDA (the version: pyproject.toml's pin), or from a
+# wheel put in container/wheels/ (the folder is otherwise empty).
+COPY container/wheels/ /tmp/wheels/
+RUN pip install --index-url "${TORCH_INDEX_URL}" --find-links /tmp/wheels "torch==${TORCH_VERSION}"
 COPY service/requirements.txt /tmp/service-requirements.txt
 RUN pip install -r /tmp/service-requirements.txt
-# The infogan package alone (its pipeline dependencies are not needed to serve).
+# The infogan package alone (its pipeline dependencies are not needed to serve), in its own folder so
+# a code change leaves the venv's layer as it is.
 COPY pyproject.toml README.md /src/
 COPY src/ /src/src/
-RUN pip install --no-deps /src
+RUN pip install --no-deps --target /opt/infogan /src
 # Bake the model in: the exported .bentomodel goes into the store the service reads.
 ENV BENTOML_HOME=/opt/bentoml BENTOML_DO_NOT_TRACK=true
 COPY models/infogan-generator.bentomodel /tmp/infogan-generator.bentomodel
@@ -53,11 +57,13 @@ RUN groupadd --system --gid "${APP_UID}" app \
     && useradd --system --uid "${APP_UID}" --gid app --create-home --home-dir /home/app \
        --shell /usr/sbin/nologin app
 COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder /opt/infogan /opt/infogan
 # The code stays root-owned; the model store belongs to the service user (BentoML may write there).
 COPY --from=builder --chown=${APP_UID}:${APP_UID} /opt/bentoml /home/app/bentoml
 WORKDIR /app
 COPY service/ /app/service/
 ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/opt/infogan \
     BENTOML_HOME=/home/app/bentoml \
     BENTOML_DO_NOT_TRACK=true \
     INFOGAN_MODEL_TAG=infogan-generator:latest

@@ -2,17 +2,19 @@
 #   make run   - create .venv if needed, then `dvc repro`: prepare -> train -> evaluate -> traverse every
 #                experiment in params.yaml, then select -> package the best generator
 #   make test  - create .venv if needed, then the default (fast) test suite
+#   make image - the service image from models/infogan-generator.bentomodel (IMAGE_VARIANT=cpu or cuda)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXPERIMENTS ?= mnist fashion_mnist
+IMAGE_VARIANT ?= cpu
 
 # The venv's tools (dvc, python -m infogan inside dvc.yaml's cmds) come first; tools stay quiet.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup run test test-all bench clean
+.PHONY: setup run test test-all bench clean image test-image
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +37,14 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/train_throughput.py --data ../shared/datasets/mnist --out bench/results/throughput.json
+
+# docker when its daemon answers, else podman (set up by container/engine.sh); see docs/serving.md.
+image:
+	container/image.sh $(IMAGE_VARIANT)
+
+# Builds the CPU image from a tiny model, runs it and compares it with the in-process service.
+test-image: $(STAMP)
+	$(PY) -m pytest -q -m container tests/test_container.py
 
 clean:
 	rm -rf runs data/prepared data/bench_prepared

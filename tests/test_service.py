@@ -352,6 +352,7 @@ def test_bentoml_build_makes_a_bento_with_the_model(packaged_model):
     assert tags == [packaged_model["tag"]]
     assert (bento / "src" / "service" / "service.py").is_file()
     assert (bento / "src" / "src" / "infogan" / "nets.py").is_file()
+    assert (bento / "src" / "src" / "infogan" / "objective" / "base.py").is_file()  # subpackages too
 
 
 def test_package_reuses_the_identical_latest_version_and_only_that(packaged_model, tmp_path):
