@@ -134,6 +134,20 @@ def test_a_lazy_term_joins_every_nth_step_weighted_n_times(tiny_project):
         assert all(torch.equal(x, y) for x, y in zip(lazy.G.parameters(), twin.G.parameters())), f"step {step}"
 
 
+def test_a_term_with_a_sub_batch_sees_its_share_of_the_step(tiny_project):
+    """``batch: 0.25`` of a 64-image step: real_info's augmented pairs and warped_info's warped
+    samples pass D's body as 16 images, the paper's three passes stay whole."""
+    cli.prepare()
+    cfg = load_config("params.yaml", "mnist", ["train.objective={real_info: {weight: 1.0, pairs: true, batch: 0.25}, "
+                                               "warped_info: {weight: 1.0, batch: 0.25}}"])
+    trainer = Trainer(cfg, tiny_project / "sub_batch")
+    sizes = []
+    handle = trainer.D.body.register_forward_hook(lambda _m, args, _out: sizes.append(args[0].shape[0]))
+    trainer.train_step(next(trainer.batches.epoch(torch.Generator().manual_seed(0))))
+    handle.remove()
+    assert sizes == [64, 64, 16, 64, 16]
+
+
 def test_digit_roles_trains_q_and_d_body_only(tiny_project):
     """The real-image roles term: a finite squared error whose gradient reaches Q's head and
     D's body (it is part of D's step), never G."""

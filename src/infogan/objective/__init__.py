@@ -6,7 +6,8 @@ D-phase terms. ``Objective.generator_phase`` is G and Q's step: the non-saturati
 information term, then the G-phase terms. Each term is one module (``real_info``,
 ``warped_info``; dataset presets add theirs); a term that is off is not built, so it costs
 nothing. A lazy term (``every: N``) joins every N-th step only, weighted N times, as StyleGAN2
-evaluates its regularisers (Karras et al. 2020, appendix B). Both phases return the loss and
+evaluates its regularisers (Karras et al. 2020, appendix B); a term with ``batch: f`` sees the
+first share f of the step's images and latents (a sub-batch; its loss is a mean, so the same scale). Both phases return the loss and
 named statistics; a lazy term's statistic is reported on the steps that compute it.
 """
 from __future__ import annotations
@@ -41,7 +42,7 @@ class Objective:
     def _add_terms(self, phase: str, ctx: StepContext, loss: torch.Tensor,
                    stats: dict[str, torch.Tensor]) -> torch.Tensor:
         for term in self.active(phase, ctx):
-            part = term.loss(ctx)
+            part = term.loss(ctx.head(term.batch_size(ctx.real.shape[0])))
             loss, stats[term.name] = loss + term.cfg.every * part, part.detach().float()
         return loss
 

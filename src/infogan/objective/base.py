@@ -11,7 +11,7 @@ group (pyproject.toml): the core never imports them by name.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, ClassVar, Literal
 
 import torch
@@ -33,6 +33,7 @@ class TermConfig(BaseModel):
     weight: float = Field(0.0, ge=0, le=1000, description="weight of the term in its phase's loss; 0 = off")
     from_epoch: int = Field(1, ge=1, description="first epoch (1-based) in which the term is active")
     every: int = Field(1, ge=1, le=64, description="lazy: computed on every N-th step only, its weight times N")
+    batch: float = Field(1.0, gt=0, le=1, description="share of the step's batch the term sees (its first images)")
 
 
 @dataclass
@@ -53,6 +54,14 @@ class StepContext:
     fake: torch.Tensor | None = None
     h_real: torch.Tensor | None = None  # D's body on the real batch (D's step)
     cache: dict = field(default_factory=dict)
+
+    def head(self, n: int) -> "StepContext":
+        """The same step seen through its first ``n`` images and latents (a term's sub-batch)."""
+        if n >= self.real.shape[0]:
+            return self
+        return replace(self, codes=LatentBatch(self.codes.z[:n], self.codes.cat[:n], self.codes.cont[:n]),
+                       real=self.real[:n], fake=None if self.fake is None else self.fake[:n],
+                       h_real=None if self.h_real is None else self.h_real[:n])
 
     def q_on_real(self, h: torch.Tensor) -> torch.Tensor:
         """Q's output for body features of real images in D's step: the gradient reaches D's
@@ -78,6 +87,10 @@ class Term:
 
     def active(self, epoch: int, step: int) -> bool:
         return epoch >= self.cfg.from_epoch and step % self.cfg.every == 0
+
+    def batch_size(self, full: int) -> int:
+        """How many of a step's ``full`` images the term sees."""
+        return max(1, round(self.cfg.batch * full))
 
     def loss(self, ctx: StepContext) -> torch.Tensor:
         raise NotImplementedError

@@ -120,9 +120,10 @@ class RolePurity(Term):
     def check(cls, cfg, config) -> None:
         _needs_two_codes(cls.name, config)
         per_process = config.train.batch_size // config.train.nproc
-        if per_process < 4:
+        if round(per_process * cfg.batch) < 4:
             raise ValueError(f"train.objective.{cls.name} moves codes of at least 4 latents per step, but each "
-                             f"process gets train.batch_size // train.nproc = {per_process}; raise train.batch_size")
+                             f"process gets train.batch_size // train.nproc = {per_process}, of which it sees "
+                             f"batch = {cfg.batch}; raise train.batch_size")
 
     def reset_stats(self) -> None:
         self._sum, self._n = None, 0
@@ -162,9 +163,10 @@ class SlantTurn(Term):
         if purity is None or purity.weight == 0:
             raise ValueError("train.objective.slant_turn is measured on role_purity's moved latents; "
                              "switch role_purity on or set slant_turn's weight to 0")
-        if cfg.every != purity.every:
-            raise ValueError(f"train.objective.slant_turn.every ({cfg.every}) differs from role_purity.every "
-                             f"({purity.every}), whose latents it reads on the same steps")
+        for key in ("every", "batch"):
+            if getattr(cfg, key) != getattr(purity, key):
+                raise ValueError(f"train.objective.slant_turn.{key} ({getattr(cfg, key)}) differs from "
+                                 f"role_purity.{key} ({getattr(purity, key)}), whose moved latents it reads")
         if cfg.from_epoch < purity.from_epoch:
             raise ValueError(f"train.objective.slant_turn.from_epoch ({cfg.from_epoch}) is before "
                              f"role_purity.from_epoch ({purity.from_epoch}), whose latents it reads")
