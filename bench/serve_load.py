@@ -6,7 +6,9 @@ and the bare G forward time for the same batch: overhead ratio = server p50 / ba
 
     BENTOML_HOME=.bentoml python bench/serve_load.py --out bench/results/serve_load.json
 
-Needs a packaged model in the store (``dvc repro`` or ``python -m infogan package``). The
+Needs a packaged model in the store (``dvc repro`` or ``python -m infogan package``). With
+``--url`` it drives an already running service instead (no cold start or server memory then;
+the bare forward loads the model that service reports from the store at --bentoml-home). The
 clients run on the same machine as the server and share its cores: on a small machine the
 figures are a floor for the service, not a ceiling.
 """
@@ -99,6 +101,7 @@ def latency_summary(values: list[float]) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--url", help="an already running service (default: start one)")
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--requests", type=int, default=1000, help="per client")
     ap.add_argument("--n", type=int, default=16, help="images per request")
@@ -119,24 +122,28 @@ def main() -> int:
     os.environ["BENTOML_HOME"] = env["BENTOML_HOME"]  # for the in-process bare forwards
     import bentoml  # noqa: PLC0415 - after BENTOML_HOME is set
 
+    if args.url:  # the bare forward must run the model that service serves
+        args.model_tag = requests.post(f"{args.url}/info", json={}, timeout=30).json()["model"]["tag"]
     model_dir = bentoml.models.get(args.model_tag).path
     bare_before = bare_forward_ms(model_dir, [args.n], args.forward_repeats, torch.get_num_threads())
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    url = args.url or f"http://127.0.0.1:{port}"
     log_path = Path(tempfile.gettempdir()) / f"serve_load.{os.getpid()}.server.log"
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     t_start = time.monotonic()
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "service.service:InfoGANGenerator",
-                                 "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = None
+    if not args.url:
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "service.service:InfoGANGenerator",
+                                     "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env,
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     result: dict = {"config": {"clients": args.clients, "requests_per_client": args.requests, "n": args.n,
-                               "endpoint": "/generate", "model_tag": args.model_tag},
+                               "endpoint": "/generate", "model_tag": args.model_tag, "url": args.url},
                     "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                 "load_avg_at_start": os.getloadavg(), "torch": torch.__version__}}
     try:
         ready = False
-        while time.monotonic() - t_start < args.ready_timeout and proc.poll() is None:
+        while time.monotonic() - t_start < args.ready_timeout and (proc is None or proc.poll() is None):
             try:
                 ready = requests.get(f"{url}/readyz", timeout=2).status_code == 200
             except requests.RequestException:
@@ -146,13 +153,13 @@ def main() -> int:
             time.sleep(0.2)
         if not ready:
             print(log_path.read_text(errors="replace")[-3000:], file=sys.stderr)
-            raise SystemExit(f"server not ready (exit code {proc.poll()}); log: {log_path}")
-        result["cold_start_s"] = round(time.monotonic() - t_start, 2)
+            raise SystemExit(f"server not ready (exit code {proc and proc.poll()}); log: {log_path}")
+        result["cold_start_s"] = round(time.monotonic() - t_start, 2) if proc is not None else None
         info = requests.post(f"{url}/info", json={}, timeout=30).json()
         result["model"] = info["model"]
         warm = requests.post(f"{url}/generate", json={"n": args.n, "seed": 0}, timeout=60)
         warm.raise_for_status()
-        result["rss_mb_before"] = server_rss_mb(proc.pid)
+        result["rss_mb_before"] = server_rss_mb(proc.pid) if proc is not None else None
         seq_before = requests.post(f"{url}/info", json={}, timeout=30).json()["batching"]
         session, seq = requests.Session(), []
         for i in range(args.sequential):
@@ -192,7 +199,7 @@ def main() -> int:
             t.join()
         wall = time.perf_counter() - t0
 
-        result["rss_mb_after"] = server_rss_mb(proc.pid)
+        result["rss_mb_after"] = server_rss_mb(proc.pid) if proc is not None else None
         stats_after = requests.post(f"{url}/info", json={}, timeout=30).json()["batching"]
         lat = sorted(x for per in latencies for x in per)
         n_err = sum(len(e) for e in errors)
@@ -213,7 +220,7 @@ def main() -> int:
                          "g_busy_fraction": round((stats_after["forward_s"] - stats_before["forward_s"]) / wall, 3)},
         }
     finally:
-        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)) if proc is not None else ():
             try:
                 os.killpg(proc.pid, sig)
                 proc.wait(timeout=wait)
@@ -247,8 +254,10 @@ def main() -> int:
     result["machine"]["load_avg_at_end"] = os.getloadavg()
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("cold_start_s", "single_client", "load", "overhead")}, indent=2))
-    print(f"server RSS MiB before/after: {result['rss_mb_before']['total']} / {result['rss_mb_after']['total']}; "
-          f"wrote {args.out}")
+    if proc is not None:
+        print(f"server RSS MiB before/after: {result['rss_mb_before']['total']} / "
+              f"{result['rss_mb_after']['total']}")
+    print(f"wrote {args.out}")
     return 0 if result["load"]["errors"] == 0 else 1
 
 

@@ -29,7 +29,8 @@ NOTE = ("overhead_wall_pct/overhead_loop_pct compare whole runs and are only mea
         "(W&B is called once per epoch, outside the timed loop).")
 
 
-def one(mode: str, data: str, steps: int, batch: int, epochs: int, prepared: str, work: str) -> dict:
+def one(mode: str, data: str, steps: int, batch: int, epochs: int, prepared: str, work: str,
+        extra: list[str]) -> dict:
     """Runs in the child: train once, print the timings as JSON."""
     sys.path.insert(0, str(ROOT / "src"))
     from infogan.params import config_from_dict, read_params
@@ -39,7 +40,7 @@ def one(mode: str, data: str, steps: int, batch: int, epochs: int, prepared: str
     per_epoch = steps // epochs
     overrides = [f"data.local_dirs=[{data}]", "data.download=false", f"data.prepared_dir={prepared}",
                  f"data.train_subset={per_epoch * batch}", f"train.batch_size={batch}", f"train.epochs={epochs}",
-                 "train.progress_bar=false", f"tracking.wandb.mode={mode}"]
+                 "train.progress_bar=false", *extra, f"tracking.wandb.mode={mode}"]
     cfg = config_from_dict(read_params(ROOT / "params.yaml"), "mnist", overrides)
     prepare(cfg.data)
     spent = instrument_logger()
@@ -93,7 +94,8 @@ def measure(mode: str, args, work: str) -> dict:
     env.pop("WANDB_API_KEY", None)
     env["WANDB_SILENT"] = "true"
     cmd = [sys.executable, __file__, "--one", mode, "--data", args.data, "--steps", str(args.steps),
-           "--batch", str(args.batch), "--epochs", str(args.epochs), "--prepared", args.prepared, "--work", work]
+           "--batch", str(args.batch), "--epochs", str(args.epochs), "--prepared", args.prepared, "--work", work,
+           *[a for o in args.overrides for a in ("-S", o)]]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise SystemExit(f"{mode} run failed:\n{proc.stderr[-3000:]}")
@@ -112,11 +114,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--prepared", default=str(ROOT / "data" / "bench_prepared"))
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "tracking_overhead.json"))
+    parser.add_argument("-S", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="another config override for both modes, e.g. -S data.test_subset=100 (repeatable)")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--work", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one(args.one, args.data, args.steps, args.batch, args.epochs, args.prepared, args.work)))
+        print(json.dumps(one(args.one, args.data, args.steps, args.batch, args.epochs, args.prepared, args.work,
+                             args.overrides)))
         return
 
     runs: dict[str, list[dict]] = {"disabled": [], "offline": []}
@@ -137,7 +142,7 @@ def main() -> None:
                 + med["offline"]["tracking_service_cpu_s"])
     inits = [r["wandb_init_s"] for r in runs["offline"] if r["wandb_init_s"] is not None]
     result = {
-        "steps": args.steps, "batch_size": args.batch, "epochs": args.epochs,
+        "steps": args.steps, "batch_size": args.batch, "epochs": args.epochs, "overrides": args.overrides,
         "log_every": runs["disabled"][0]["log_every"], "repeats": args.repeats,
         "median": med,
         "overhead_wall_pct": 100 * (med["offline"]["wall_s"] / med["disabled"]["wall_s"] - 1),

@@ -382,6 +382,94 @@ def test_promote_keeps_the_promoted_model_when_the_new_one_is_worse(api, project
     assert written["value"] == new_value and written["decided_at"]
 
 
+def test_retrain_and_promote_promotes_the_new_model_over_a_worse_one(api, project):
+    """The scheduled flow's success path (docs/orchestration.md "Promotion"): the pipeline is
+    complete, the promoted model is worse, so the packaged one is promoted. Only the pointer
+    moves; the store keeps both models and its `:latest` alias is not what the service follows."""
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from pipelines.flows import PROMOTION_ARTIFACT, retrain_and_promote
+    from pipelines.promotion import store_models
+
+    proc = subprocess.run([sys.executable, "-c", FAKE_MODELS, "0.0"], cwd=project, env=tool_environ(project),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    [worse] = json.loads(proc.stdout.strip().splitlines()[-1])  # the newest version: now `:latest`
+    path = project / "models" / "promoted.json"
+    path.write_text(json.dumps({"tag": worse, "metric": "accuracy", "value": 0.0}))
+    package = json.loads((project / "models/package.json").read_text())
+    winner = json.loads((project / "models/selected/selection.json").read_text())["winner"]
+
+    state = retrain_and_promote(root=str(project), retries=0, return_state=True)
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert {s["status"] for s in result["train"]["stages"]} == {"skipped"}  # up to date: nothing retrained
+    decision = result["promote"]
+    assert decision["promote"] and decision["reason"].startswith("better on accuracy by")
+    assert (decision["new_tag"], decision["current_tag"], decision["current_value"]) == (package["tag"], worse, 0.0)
+    pointer = json.loads(path.read_text())
+    assert pointer == decision["pointer"]
+    assert set(pointer) == {"tag", "metric", "mode", "value", "experiment", "checkpoint_sha256", "previous",
+                            "reason", "decided_at"}
+    assert (pointer["tag"], pointer["metric"], pointer["mode"], pointer["value"]) == \
+        (package["tag"], "accuracy", "max", package["metadata"]["selection_value"])
+    assert (pointer["experiment"], pointer["checkpoint_sha256"]) == ("mnist", winner["checkpoint_sha256"])
+    assert pointer["previous"] == {"tag": worse, "value": 0.0} and pointer["reason"] == decision["reason"]
+    stored = store_models(project, package["tag"], worse, "infogan-generator:latest")
+    assert stored[package["tag"]] is not None and stored[worse] is not None
+    assert stored["infogan-generator:latest"]["tag"] == worse
+    # The decision is published, with both figures, as the promote subflow's artifact.
+    with client() as c:
+        artifacts = c.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[PROMOTION_ARTIFACT])))
+    [published] = [a.data for a in artifacts if f"`{worse}`" in a.data]
+    assert published.startswith("# Promoted: better on accuracy") and f"| new | `{package['tag']}` |" in published
+
+
+def test_a_dvc_experiment_records_its_params_and_results_beside_the_baseline(api, project):
+    """One sweep point (the sweep's own task: `dvc exp run --temp -n NAME -S ...`) read back as the
+    sweep reads it and through `dvc exp show --json`. It changes the selection metric, so only
+    select and package rerun (seconds; a seed would retrain: see the slow sweep test)."""
+    from prefect import flow
+
+    from pipelines.flows import comparison_rows, run_experiment
+
+    env = tool_environ(project)
+    # The baseline is a commit, as it would be for a user: the workspace the earlier tests left.
+    for cmd in (["git", "add", "-A"], ["git", "commit", "-qm", "baseline for dvc exp"]):
+        subprocess.run(cmd, cwd=project, env=env, check=True, capture_output=True)
+    workspace = (project / "params.yaml").read_text()
+
+    @flow(name="one-sweep-point")
+    def one_point() -> dict:
+        return run_experiment.with_options(retries=0)(str(project), "ci-nmi", ["pipeline.select.metric=nmi"])
+
+    outcome = one_point()
+    assert (project / "params.yaml").read_text() == workspace  # --temp: the workspace is untouched
+    metrics = outcome["metrics"]
+    assert metrics["_select"]["metric"] == "nmi" and metrics["_package"]["metadata"]["selection_metric"] == "nmi"
+    assert metrics["_package"]["metadata"]["selection_value"] == metrics["mnist"]["nmi"]
+    [row] = comparison_rows([outcome | {"status": "ok"}])
+    assert (row["metric"], row["winner"], row["value"], row["rank"]) == ("nmi", "mnist", metrics["mnist"]["nmi"], 1)
+
+    shown = subprocess.run(["dvc", "exp", "show", "--json"], cwd=project, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True).stdout.strip()
+    [baseline] = [entry for entry in json.loads(shown.stdout) if entry["rev"] == head]
+    [exp] = [rev["data"] for e in baseline["experiments"] for rev in e["revs"] if rev["name"] == "ci-nmi"]
+    base = baseline["data"]
+    params = {name: d["params"]["params.yaml"]["data"] for name, d in (("base", base), ("exp", exp))}
+    assert params["base"]["pipeline"]["select"]["metric"] == "accuracy"
+    assert params["exp"]["pipeline"]["select"]["metric"] == "nmi"
+    params["exp"]["pipeline"]["select"]["metric"] = "accuracy"
+    assert params["exp"] == params["base"]  # nothing else was set
+    # Same checkpoint and evaluation (neither reran), a new selection and package record.
+    assert exp["metrics"] == base["metrics"] and "accuracy" in exp["metrics"]["metrics/mnist.json"]["data"]
+    for out, changed in (("runs/mnist/checkpoint.pt", False), ("models/selected", True),
+                         ("models/package.json", True)):
+        assert (exp["outs"][out]["hash"] != base["outs"][out]["hash"]) == changed, out
+
+
 def test_scheduled_deployment_is_listed_and_a_triggered_run_completes(api, project, tmp_path):
     from prefect.deployments import run_deployment
 
