@@ -122,6 +122,10 @@ class LatentBatch:
     def __len__(self) -> int:
         return self.z.shape[0]
 
+    def head(self, n: int) -> "LatentBatch":
+        """The first ``n`` latents."""
+        return LatentBatch(self.z[:n], self.cat[:n], self.cont[:n])
+
 
 def traversal_latents(spec: LatentSpec, code: str, rows: int, values: list, seed: int) -> LatentBatch:
     """Latents for one code's traversal, row-major: row r, column = value index. Other

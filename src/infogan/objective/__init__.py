@@ -7,19 +7,20 @@ information term, then the G-phase terms. Each term is one module (``real_info``
 ``warped_info``; dataset presets add theirs); a term that is off is not built, so it costs
 nothing. A lazy term (``every: N``) joins every N-th step only, weighted N times, as StyleGAN2
 evaluates its regularisers (Karras et al. 2020, appendix B); a term with ``batch: f`` sees the
-first share f of the step's images and latents (a sub-batch; its loss is a mean, so the same scale). Both phases return the loss and
-named statistics; a lazy term's statistic is reported on the steps that compute it.
+first share f of the step's images and latents (a sub-batch; its loss is a mean, so the same
+scale). Both phases return the loss and named statistics; a lazy term's statistic is reported
+on the steps that compute it.
 """
 from __future__ import annotations
 
 import torch
 
 from . import real_info, warped_info  # noqa: F401 - the core's terms register on import
-from .base import StepContext, Term, TermConfig, register, registered_terms, term_class
+from .base import StepContext, Term, TermConfig, register, registered_terms, sub_batch_size, term_class
 from .gan import d_loss, g_loss
 from .information import Information, InfoTerms, info_nll, mutual_info_lower_bound
 
-__all__ = ["Objective", "StepContext", "Term", "TermConfig", "register", "registered_terms", "term_class",
+__all__ = ["Objective", "StepContext", "Term", "TermConfig", "register", "registered_terms", "sub_batch_size", "term_class",
            "d_loss", "g_loss", "Information", "InfoTerms", "info_nll", "mutual_info_lower_bound"]
 
 
@@ -42,7 +43,7 @@ class Objective:
     def _add_terms(self, phase: str, ctx: StepContext, loss: torch.Tensor,
                    stats: dict[str, torch.Tensor]) -> torch.Tensor:
         for term in self.active(phase, ctx):
-            part = term.loss(ctx.head(term.batch_size(ctx.real.shape[0])))
+            part = term.loss(ctx.head(sub_batch_size(term.cfg, ctx.real.shape[0])))
             loss, stats[term.name] = loss + term.cfg.every * part, part.detach().float()
         return loss
 

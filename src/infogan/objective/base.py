@@ -36,6 +36,11 @@ class TermConfig(BaseModel):
     batch: float = Field(1.0, gt=0, le=1, description="share of the step's batch the term sees (its first images)")
 
 
+def sub_batch_size(cfg: TermConfig, full: int) -> int:
+    """How many of a step's ``full`` images a term with settings ``cfg`` sees."""
+    return max(1, round(cfg.batch * full))
+
+
 @dataclass
 class StepContext:
     """What one training step has computed so far, for the terms to read."""
@@ -59,8 +64,7 @@ class StepContext:
         """The same step seen through its first ``n`` images and latents (a term's sub-batch)."""
         if n >= self.real.shape[0]:
             return self
-        return replace(self, codes=LatentBatch(self.codes.z[:n], self.codes.cat[:n], self.codes.cont[:n]),
-                       real=self.real[:n], fake=None if self.fake is None else self.fake[:n],
+        return replace(self, codes=self.codes.head(n), real=self.real[:n], fake=None if self.fake is None else self.fake[:n],
                        h_real=None if self.h_real is None else self.h_real[:n])
 
     def q_on_real(self, h: torch.Tensor) -> torch.Tensor:
@@ -87,10 +91,6 @@ class Term:
 
     def active(self, epoch: int, step: int) -> bool:
         return epoch >= self.cfg.from_epoch and step % self.cfg.every == 0
-
-    def batch_size(self, full: int) -> int:
-        """How many of a step's ``full`` images the term sees."""
-        return max(1, round(self.cfg.batch * full))
 
     def loss(self, ctx: StepContext) -> torch.Tensor:
         raise NotImplementedError

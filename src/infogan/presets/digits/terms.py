@@ -15,7 +15,7 @@ from pydantic import Field
 
 from ...attributes import ink
 from ...latent import LatentBatch, LatentSpec
-from ...objective import StepContext, Term, TermConfig, register
+from ...objective import StepContext, Term, TermConfig, register, sub_batch_size
 from .geometry import digit_moments, slant_stretch
 
 
@@ -120,7 +120,7 @@ class RolePurity(Term):
     def check(cls, cfg, config) -> None:
         _needs_two_codes(cls.name, config)
         per_process = config.train.batch_size // config.train.nproc
-        if round(per_process * cfg.batch) < 4:
+        if sub_batch_size(cfg, per_process) < 4:
             raise ValueError(f"train.objective.{cls.name} moves codes of at least 4 latents per step, but each "
                              f"process gets train.batch_size // train.nproc = {per_process}, of which it sees "
                              f"batch = {cfg.batch}; raise train.batch_size")
