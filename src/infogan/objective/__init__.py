@@ -20,8 +20,8 @@ from .base import StepContext, Term, TermConfig, register, registered_terms, sub
 from .gan import d_loss, g_loss
 from .information import Information, InfoTerms, info_nll, mutual_info_lower_bound
 
-__all__ = ["Objective", "StepContext", "Term", "TermConfig", "register", "registered_terms", "sub_batch_size", "term_class",
-           "d_loss", "g_loss", "Information", "InfoTerms", "info_nll", "mutual_info_lower_bound"]
+__all__ = ["Objective", "StepContext", "Term", "TermConfig", "register", "registered_terms", "sub_batch_size",
+           "term_class", "d_loss", "g_loss", "Information", "InfoTerms", "info_nll", "mutual_info_lower_bound"]
 
 
 class Objective:

@@ -64,7 +64,8 @@ class StepContext:
         """The same step seen through its first ``n`` images and latents (a term's sub-batch)."""
         if n >= self.real.shape[0]:
             return self
-        return replace(self, codes=self.codes.head(n), real=self.real[:n], fake=None if self.fake is None else self.fake[:n],
+        return replace(self, codes=self.codes.head(n), real=self.real[:n],
+                       fake=None if self.fake is None else self.fake[:n],
                        h_real=None if self.h_real is None else self.h_real[:n])
 
     def q_on_real(self, h: torch.Tensor) -> torch.Tensor:
