@@ -7,7 +7,6 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXPERIMENTS ?= mnist fashion_mnist
 IMAGE_VARIANT ?= cpu
 
 # The venv's tools (dvc, python -m infogan inside dvc.yaml's cmds) come first; tools stay quiet.

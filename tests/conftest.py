@@ -27,7 +27,7 @@ def tiny_params(**section_overrides) -> dict:
     """The project's params.yaml shrunk to seconds: a few hundred real images, tiny eval."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"].update({"local_dirs": [str(SHARED / "{dataset_dir}")], "download": False,
-                           "train_subset": 512, "test_subset": 500})
+                           "train_subset": 256, "test_subset": 500})
     params["train"].update({"epochs": 2, "batch_size": 64, "log_every": 4, "progress_bar": False,
                             "snapshot_epochs": [1, 2], "device": "cpu"})
     params["evaluate"].update({"n_samples": 200, "traversal_rows": 8, "traversal_steps": 5,

