@@ -135,9 +135,11 @@ def test_the_service_answers_for_a_colour_model(tmp_path, monkeypatch):
 def explore_in_chromium(server: dict, info: dict) -> None:
     """The latent explorer on the colour model: a control per code, a painted grid in colour,
     and what it paints after a click is what /generate returns for the same request."""
+    import io
     import os
 
     import requests
+    from PIL import Image
     from selenium.webdriver.common.by import By
 
     from .test_explorer import blob_bytes, browser_missing, chromium_driver, element_png, open_explorer, paints, wait_for
@@ -162,10 +164,21 @@ def explore_in_chromium(server: dict, info: dict) -> None:
         assert body["codes"]["cat1"] == 5
         shown = blob_bytes(driver, driver.find_element(By.ID, "download-grid").get_attribute("href"))
         assert shown == requests.post(f"{server['url']}/generate", json=body, timeout=30).content
-        painted = element_png(driver.find_element(By.ID, "grid")).convert("HSV")
-        assert max(painted.getchannel("S").getdata()) > 64, "the painted grid has no colour"
+        # The page paints the model's colours: its channels differ as much as the PNG's do.
+        png = Image.open(io.BytesIO(shown))
+        painted = element_png(driver.find_element(By.ID, "grid"))
+        assert png.mode == "RGB" and channel_spread(png) > 0
+        assert channel_spread(painted) >= max(1, channel_spread(png) // 2), "the grid was painted without colour"
     finally:
         driver.quit()
+
+
+def channel_spread(image) -> int:
+    """How far a picture is from grey: the largest gap between two of its colour channels."""
+    import numpy as np
+
+    pixels = np.asarray(image.convert("RGB"), dtype=np.int16)
+    return int(max(np.abs(pixels[..., a] - pixels[..., b]).max() for a, b in ((0, 1), (1, 2), (0, 2))))
 
 
 def test_lsun_lmdb_export_prepares_and_trains_a_step(tmp_path, monkeypatch):
