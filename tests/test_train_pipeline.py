@@ -183,6 +183,30 @@ def test_train_resume_equals_uninterrupted(tiny_project):
     assert not list((tiny_project / "split").rglob("*.tmp"))
 
 
+def test_labels_only_score_scrambled_labels_give_bit_identical_weights(tiny_project):
+    """No label reaches training: the same run on data whose labels (train and test) are
+    scrambled ends with the same G, D (Q's head included) and optimizer states, bit for bit;
+    only the per-epoch scores, which read the test labels, change."""
+    cli.prepare()
+    clean = cli.train(experiment="mnist", runs_dir="clean", overrides=["train.epochs=1"])
+    scramble = torch.Generator().manual_seed(1)
+    for split in ("train", "test"):
+        path = tiny_project / "data/prepared/mnist" / f"{split}.pt"
+        blob = torch.load(path, weights_only=True)
+        blob["labels"] = torch.randint(0, 10, blob["labels"].shape, generator=scramble)
+        torch.save(blob, path)
+    scrambled = cli.train(experiment="mnist", runs_dir="scrambled", overrides=["train.epochs=1"])
+    a, b = _state("clean/mnist/checkpoint.pt"), _state("scrambled/mnist/checkpoint.pt")
+    for part in ("generator", "discriminator"):
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), (part, key)
+    for part in ("opt_d", "opt_g", "opt_q"):
+        for index, state in a[part]["state"].items():
+            for key, value in state.items():
+                assert torch.equal(value, b[part]["state"][index][key]), (part, index, key)
+    assert clean["history"][-1]["accuracy"] != scrambled["history"][-1]["accuracy"]  # the scores did read them
+
+
 def test_resume_after_kill_mid_epoch(tiny_project):
     """A real SIGKILL during epoch 2: the checkpoint of epoch 1 is intact and resume finishes."""
     cli.prepare()
