@@ -14,6 +14,9 @@ Flows (``pipelines.flows``):
   (``pipelines.workpool``, ``python -m pipelines deploy-train``) that ``train_pipeline`` sends
   ``train@<e>`` stages to when given ``train_deployment`` (a GPU worker).
 
+``pipelines.results`` reads what the stages left (metrics, grids, DVC experiments' records) for
+the flows' artifacts and the sweep's comparison table.
+
 Layering: this package imports ``infogan``; ``infogan`` never imports it. Prefect itself is
 imported only by ``pipelines.flows``/``pipelines.deploy``/``pipelines.workpool`` so the CLI can set the tool
 environment (PREFECT_HOME, PREFECT_API_URL) before Prefect reads its settings.

@@ -6,26 +6,23 @@ parameters with ``pipelines.settings`` (infogan's pydantic models) before anythi
 from __future__ import annotations
 
 import json
-import math
-import subprocess
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import yaml
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import task_run as task_run_info
 
 from . import dvcrun, promotion, workpool
+from .results import collect_results, comparison_rows, experiment_metrics, metrics_markdown, num
 from .settings import PromoteRequest, StageRequest, SweepRequest, TrainRequest, shadowed, write_overrides
 
 METRICS_ARTIFACT = "train-pipeline-metrics"
 SWEEP_ARTIFACT = "sweep-comparison"
 PROMOTION_ARTIFACT = "promotion-decision"
-HEADLINE = ("accuracy", "nmi", "mi_cat", "h_cat")
 
 
 def _retryable(task, task_run, state) -> bool:
@@ -137,96 +134,6 @@ def decide_promotion(root: str, min_improvement: float, force: bool) -> dict:
     return result
 
 
-# ---- reading results -----------------------------------------------------------------------------
-
-def _num(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return "-" if value is None else str(value)
-    return "nan" if math.isnan(value) else f"{value:.4g}"
-
-
-def _dotted(node: Any, key: str) -> Any:
-    for part in key.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    return node
-
-
-def collect_results(root: Path, experiments: list[str]) -> dict:
-    """Metrics and output paths the stages left in the workspace (all relative to ``root``)."""
-    out: dict[str, Any] = {"experiments": {}}
-    for name in experiments:
-        metrics_file = root / "metrics" / f"{name}.json"
-        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-        manifest_file = root / "traversals" / name / "manifest.json"
-        manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
-        grids = sorted(str(p.relative_to(root)) for p in (root / "runs" / name / "grids").glob("*.png"))
-        out["experiments"][name] = {
-            "metrics_file": str(metrics_file.relative_to(root)),
-            "metrics": {k: metrics.get(k) for k in HEADLINE if k in metrics}
-            | {"fid": _dotted(metrics, "image_quality.fid"), "epoch": metrics.get("epoch")},
-            "grids": grids,
-            "progress_gif": f"runs/{name}/progress.gif" if (root / "runs" / name / "progress.gif").is_file() else None,
-            "traversals": [f"traversals/{name}/{f['file']}" for f in manifest.get("files", [])],
-        }
-    selection_file, package_file = root / promotion.SELECTION, root / promotion.PACKAGE_RECORD
-    if selection_file.is_file():
-        selection = json.loads(selection_file.read_text())
-        out["selection"] = {"metric": selection.get("metric"), "mode": selection.get("mode"),
-                            "winner": (selection.get("winner") or {}).get("experiment"),
-                            "value": (selection.get("winner") or {}).get("value")}
-    if package_file.is_file():
-        out["package"] = {"tag": json.loads(package_file.read_text()).get("tag")}
-    return out
-
-
-def metrics_markdown(results: dict, stages: list[dict], overrides: list[str]) -> str:
-    lines = ["# InfoGAN pipeline run", ""]
-    if overrides:
-        lines += ["Overrides: " + ", ".join(f"`{o}`" for o in overrides), ""]
-    lines += ["| experiment | epoch | accuracy | NMI | L_I (mi_cat) | H(c) | FID | grids | traversals |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for name, item in results["experiments"].items():
-        m = item["metrics"]
-        grids = "<br>".join(f"`{g}`" for g in item["grids"]) or "-"
-        trav = "<br>".join(f"`{t}`" for t in item["traversals"] if t.endswith(".png")) or "-"
-        lines.append(f"| {name} | {_num(m.get('epoch'))} | {_num(m.get('accuracy'))} | {_num(m.get('nmi'))} | "
-                     f"{_num(m.get('mi_cat'))} | {_num(m.get('h_cat'))} | {_num(m.get('fid'))} | {grids} | {trav} |")
-    if "selection" in results:
-        s = results["selection"]
-        lines += ["", f"Selected: **{s['winner']}** on {s['metric']} ({s['mode']}) = {_num(s['value'])}"]
-    if "package" in results:
-        lines += [f"Packaged: `{results['package']['tag']}`"]
-    lines += ["", "| stage | status | seconds | attempt |", "| --- | --- | --- | --- |"]
-    lines += [f"| {s['stage']} | {s['status']} | {s['seconds']:.1f} | {s['attempt']} |" for s in stages]
-    return "\n".join(lines) + "\n"
-
-
-def _git(root: Path, *args: str) -> str | None:
-    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=60)
-    return proc.stdout if proc.returncode == 0 else None
-
-
-def experiment_metrics(root: Path, name: str) -> dict:
-    """Each experiment's metrics JSON and the package record as committed in DVC experiment
-    ``name`` (both are ``cache: false`` outputs, so the experiment's git commit holds them)."""
-    refs = (_git(root, "for-each-ref", "--sort=-creatordate", "--format=%(refname)", "refs/exps") or "").split()
-    ref = next((r for r in refs if r.rsplit("/", 1)[-1] == name), None)
-    if ref is None:
-        raise RuntimeError(f"DVC experiment {name!r} not found under refs/exps")
-    params = yaml.safe_load(_git(root, "show", f"{ref}:params.yaml") or "{}") or {}
-    out: dict[str, Any] = {}
-    for exp in params.get("experiments") or {}:
-        text = _git(root, "show", f"{ref}:metrics/{exp}.json")
-        if text:
-            out[exp] = json.loads(text)
-    package = _git(root, "show", f"{ref}:{promotion.PACKAGE_RECORD}")
-    if package:
-        out["_package"] = json.loads(package)
-    out["_select"] = (params.get("pipeline") or {}).get("select") or {}
-    out["_ref"] = ref
-    return out
-
-
 # ---- flows ---------------------------------------------------------------------------------------
 
 @flow(name="train-pipeline", log_prints=True)
@@ -333,36 +240,6 @@ def sweep(root: str = ".", seeds: list[int] | None = None, lambda_cat: list[floa
     return {"prefix": name_prefix, "rows": table}
 
 
-def comparison_rows(outcomes: list[dict]) -> list[dict]:
-    """One row per grid point: the selection metric's winning value, per-experiment headline
-    figures; ranked best first (failed points last)."""
-    rows = []
-    for item in outcomes:
-        metrics = item.get("metrics") or {}
-        select = metrics.get("_select") or {}
-        metric, mode = select.get("metric", "accuracy"), select.get("mode", "max")
-        candidates = select.get("experiments") or [k for k in metrics if not k.startswith("_")]
-        values = {e: _dotted(metrics.get(e) or {}, metric) for e in candidates}
-        values = {e: v for e, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        winner = (max if mode == "max" else min)(values, key=values.get) if values else None
-        per = {}
-        for exp, m in metrics.items():
-            if not exp.startswith("_"):
-                for key in ("accuracy", "nmi"):
-                    per[f"{exp}.{key}"] = m.get(key)
-        rows.append({"experiment": item["name"], "overrides": " ".join(item.get("overrides", [])),
-                     "status": item["status"], "metric": metric, "mode": mode,
-                     "value": values.get(winner) if winner else None, "winner": winner,
-                     "seconds": item.get("seconds"), "error": item.get("error"),
-                     "package_tag": (metrics.get("_package") or {}).get("tag"), "per_experiment": per})
-    ok = [r for r in rows if r["value"] is not None]
-    ok.sort(key=lambda r: r["value"], reverse=(ok[0]["mode"] == "max") if ok else True)
-    rest = [r for r in rows if r["value"] is None]
-    for i, row in enumerate(ok + rest, 1):
-        row["rank"] = i if row["value"] is not None else None
-    return ok + rest
-
-
 @flow(name="promote", log_prints=True)
 def promote(root: str = ".", min_improvement: float = 0.0, force: bool = False) -> dict:
     """Point models/promoted.json at the newly packaged generator only if it beats the promoted
@@ -371,13 +248,13 @@ def promote(root: str = ".", min_improvement: float = 0.0, force: bool = False) 
     req = PromoteRequest(root=Path(root), min_improvement=min_improvement, force=force)
     check_pipeline_complete(str(req.root))
     decision = decide_promotion(str(req.root), req.min_improvement, req.force)
-    cur = "-" if decision["current_value"] is None else _num(decision["current_value"])
+    cur = "-" if decision["current_value"] is None else num(decision["current_value"])
     create_markdown_artifact(
         key=PROMOTION_ARTIFACT, description="promote: decision",
         markdown="\n".join([
             f"# {'Promoted' if decision['promote'] else 'Kept'}: {decision['reason']}", "",
             f"| | tag | {decision['metric']} ({decision['mode']}) |", "| --- | --- | --- |",
-            f"| new | `{decision['new_tag']}` | {_num(decision['new_value'])} |",
+            f"| new | `{decision['new_tag']}` | {num(decision['new_value'])} |",
             f"| promoted before | `{decision['current_tag'] or '-'}` | {cur} |", ""]))
     return decision
 
