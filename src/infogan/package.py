@@ -202,8 +202,8 @@ def package(pc: PackageConfig, selection_dir: str | Path, params: dict | None = 
             print(f"[package] the newest {pc.model_name} ({ref.tag}) already holds this generator, selection, "
                   "metrics and params: reusing it")
         tag = str(ref.tag)
-        with atomic_path(export) as tmp:
-            export_bentomodel(Path(ref.path), tmp)
+        with atomic_path(export) as tmp:  # from the store's copy (a new ``ref`` still points at its staging folder)
+            export_bentomodel(Path(bentoml.models.get(tag).path), tmp)
     record = {"tag": tag, "model_name": pc.model_name, "export_path": str(export), "labels": labels,
               "metadata": metadata, "bentoml_home": os.environ.get("BENTOML_HOME", "")}
     atomic_write_json(record_path, record)
