@@ -26,6 +26,8 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -56,6 +58,56 @@ def server_rss_mb(pid: int) -> dict:
         except psutil.NoSuchProcess:
             pass
     return {"total": round(sum(per.values()), 1), "processes": per}
+
+
+@dataclass
+class Service:
+    url: str
+    pid: int | None  # None: a service this bench did not start (no cold start nor memory to report)
+    cold_start_s: float | None
+
+    def rss_mb(self) -> dict | None:
+        return server_rss_mb(self.pid) if self.pid is not None else None
+
+
+@contextmanager
+def running_service(url: str | None, env: dict, ready_timeout: float):
+    """The service at ``url`` once /readyz answers, or, without one, `bentoml serve` started here
+    on a free port (its cold start timed) and stopped afterwards."""
+    log_path = Path(tempfile.gettempdir()) / f"serve_load.{os.getpid()}.server.log"
+    t_start, proc = time.monotonic(), None
+    if not url:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "service.service:InfoGANGenerator",
+                                     "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env,
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        ready = False
+        while time.monotonic() - t_start < ready_timeout and (proc is None or proc.poll() is None):
+            try:
+                ready = requests.get(f"{url}/readyz", timeout=2).status_code == 200
+            except requests.RequestException:
+                pass
+            if ready:
+                break
+            time.sleep(0.2)
+        if not ready:
+            if proc is not None:
+                print(log_path.read_text(errors="replace")[-3000:], file=sys.stderr)
+            raise SystemExit(f"server at {url} not ready (exit code {proc and proc.poll()}); log: {log_path}")
+        yield Service(url, proc.pid if proc else None, round(time.monotonic() - t_start, 2) if proc else None)
+    finally:
+        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)) if proc is not None else ():
+            try:
+                os.killpg(proc.pid, sig)
+                proc.wait(timeout=wait)
+                break
+            except ProcessLookupError:
+                break
+            except subprocess.TimeoutExpired:
+                continue
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -126,40 +178,19 @@ def main() -> int:
         args.model_tag = requests.post(f"{args.url}/info", json={}, timeout=30).json()["model"]["tag"]
     model_dir = bentoml.models.get(args.model_tag).path
     bare_before = bare_forward_ms(model_dir, [args.n], args.forward_repeats, torch.get_num_threads())
-    port = free_port()
-    url = args.url or f"http://127.0.0.1:{port}"
-    log_path = Path(tempfile.gettempdir()) / f"serve_load.{os.getpid()}.server.log"
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    t_start = time.monotonic()
-    proc = None
-    if not args.url:
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "service.service:InfoGANGenerator",
-                                     "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env,
-                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     result: dict = {"config": {"clients": args.clients, "requests_per_client": args.requests, "n": args.n,
                                "endpoint": "/generate", "model_tag": args.model_tag, "url": args.url},
                     "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                 "load_avg_at_start": os.getloadavg(), "torch": torch.__version__}}
-    try:
-        ready = False
-        while time.monotonic() - t_start < args.ready_timeout and (proc is None or proc.poll() is None):
-            try:
-                ready = requests.get(f"{url}/readyz", timeout=2).status_code == 200
-            except requests.RequestException:
-                pass
-            if ready:
-                break
-            time.sleep(0.2)
-        if not ready:
-            print(log_path.read_text(errors="replace")[-3000:], file=sys.stderr)
-            raise SystemExit(f"server not ready (exit code {proc and proc.poll()}); log: {log_path}")
-        result["cold_start_s"] = round(time.monotonic() - t_start, 2) if proc is not None else None
+    with running_service(args.url, env, args.ready_timeout) as service:
+        url = service.url
+        result["cold_start_s"] = service.cold_start_s
         info = requests.post(f"{url}/info", json={}, timeout=30).json()
         result["model"] = info["model"]
         warm = requests.post(f"{url}/generate", json={"n": args.n, "seed": 0}, timeout=60)
         warm.raise_for_status()
-        result["rss_mb_before"] = server_rss_mb(proc.pid) if proc is not None else None
+        result["rss_mb_before"] = service.rss_mb()
         seq_before = requests.post(f"{url}/info", json={}, timeout=30).json()["batching"]
         session, seq = requests.Session(), []
         for i in range(args.sequential):
@@ -199,7 +230,7 @@ def main() -> int:
             t.join()
         wall = time.perf_counter() - t0
 
-        result["rss_mb_after"] = server_rss_mb(proc.pid) if proc is not None else None
+        result["rss_mb_after"] = service.rss_mb()
         stats_after = requests.post(f"{url}/info", json={}, timeout=30).json()["batching"]
         lat = sorted(x for per in latencies for x in per)
         n_err = sum(len(e) for e in errors)
@@ -219,16 +250,6 @@ def main() -> int:
                                                            * 1000 / max(1, forwards), 2),
                          "g_busy_fraction": round((stats_after["forward_s"] - stats_before["forward_s"]) / wall, 3)},
         }
-    finally:
-        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)) if proc is not None else ():
-            try:
-                os.killpg(proc.pid, sig)
-                proc.wait(timeout=wait)
-                break
-            except ProcessLookupError:
-                break
-            except subprocess.TimeoutExpired:
-                continue
 
     # G alone in this process, before the server started and after it stopped (the cores are
     # shared with other jobs here, so the less contended of the two is the reference), and
@@ -254,7 +275,7 @@ def main() -> int:
     result["machine"]["load_avg_at_end"] = os.getloadavg()
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("cold_start_s", "single_client", "load", "overhead")}, indent=2))
-    if proc is not None:
+    if result["rss_mb_before"] is not None:
         print(f"server RSS MiB before/after: {result['rss_mb_before']['total']} / "
               f"{result['rss_mb_after']['total']}")
     print(f"wrote {args.out}")
