@@ -15,11 +15,8 @@ import argparse
 import json
 import os
 import platform
-import signal
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
@@ -27,30 +24,9 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from service_process import running_service  # noqa: E402
 from tests.test_explorer import (CHROMIUM, browser_missing, chromium_driver, open_explorer,  # noqa: E402
                                  percentile, save_page_screenshot, slider_latencies, wait_for)
-
-
-def start_server(port: int) -> subprocess.Popen:
-    env = dict(os.environ, BENTOML_DO_NOT_TRACK="true")
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "service.service:InfoGANGenerator",
-                             "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-
-def wait_ready(url: str, proc: subprocess.Popen | None, timeout: float = 180) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if proc is not None and proc.poll() is not None:
-            raise SystemExit(f"bentoml serve exited with {proc.returncode}")
-        try:
-            if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return time.monotonic() - start
-        except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"{url} not ready after {timeout:.0f} s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,12 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     if reason := browser_missing():
         raise SystemExit(reason)
 
-    proc = None
-    url = args.url or f"http://127.0.0.1:{args.port}"
-    if not args.url:
-        proc = start_server(args.port)
-    try:
-        cold_start_s = wait_ready(url, proc)
+    env = dict(os.environ, BENTOML_DO_NOT_TRACK="true")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    with running_service(args.url, env, port=args.port) as service:
+        url = service.url
         info = requests.post(f"{url}/info", json={}, timeout=30).json()
         driver = chromium_driver()
         try:
@@ -85,10 +59,6 @@ def main(argv: list[str] | None = None) -> int:
                 save_page_screenshot(driver, Path(args.screenshot))
         finally:
             driver.quit()
-    finally:
-        if proc is not None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
 
     ms = [t["ms"] for t in timings]
     wait = [t["wait_ms"] for t in timings]
@@ -104,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         "parts_ms": {"debounce": summary(wait), "request": summary(req), "decode_and_frame": summary(dec)},
         "all_ms": [round(x, 1) for x in ms],
         "model": info["model"]["tag"], "torch_threads": info.get("torch_threads"),
-        "server_cold_start_s": round(cold_start_s, 1) if proc is not None else None,
+        "server_cold_start_s": service.cold_start_s,
         "browser": f"{CHROMIUM} {browser} (headless)",
         "machine": {"cpus": os.cpu_count(), "load_avg_1m_after": round(os.getloadavg()[0], 2),
                     "platform": platform.platform(), "python": platform.python_version()},

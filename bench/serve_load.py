@@ -18,96 +18,19 @@ import argparse
 import json
 import os
 import platform
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 import requests
 import torch
 
+from service_process import running_service
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the `service` package, as `bentoml serve` sees it from the root
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def server_rss_mb(pid: int) -> dict:
-    """RSS of the server's processes (the CLI/arbiter and its workers), in MiB."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return {"total": None, "processes": {}}
-    per = {}
-    for p in procs:
-        try:
-            per[f"{p.pid} {' '.join(p.cmdline()[1:4])[:60]}"] = round(p.memory_info().rss / 2**20, 1)
-        except psutil.NoSuchProcess:
-            pass
-    return {"total": round(sum(per.values()), 1), "processes": per}
-
-
-@dataclass
-class Service:
-    url: str
-    pid: int | None  # None: a service this bench did not start (no cold start nor memory to report)
-    cold_start_s: float | None
-
-    def rss_mb(self) -> dict | None:
-        return server_rss_mb(self.pid) if self.pid is not None else None
-
-
-@contextmanager
-def running_service(url: str | None, env: dict, ready_timeout: float):
-    """The service at ``url`` once /readyz answers, or, without one, `bentoml serve` started here
-    on a free port (its cold start timed) and stopped afterwards."""
-    log_path = Path(tempfile.gettempdir()) / f"serve_load.{os.getpid()}.server.log"
-    t_start, proc = time.monotonic(), None
-    if not url:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "service.service:InfoGANGenerator",
-                                     "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env,
-                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        ready = False
-        while time.monotonic() - t_start < ready_timeout and (proc is None or proc.poll() is None):
-            try:
-                ready = requests.get(f"{url}/readyz", timeout=2).status_code == 200
-            except requests.RequestException:
-                pass
-            if ready:
-                break
-            time.sleep(0.2)
-        if not ready:
-            if proc is not None:
-                print(log_path.read_text(errors="replace")[-3000:], file=sys.stderr)
-            raise SystemExit(f"server at {url} not ready (exit code {proc and proc.poll()}); log: {log_path}")
-        yield Service(url, proc.pid if proc else None, round(time.monotonic() - t_start, 2) if proc else None)
-    finally:
-        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)) if proc is not None else ():
-            try:
-                os.killpg(proc.pid, sig)
-                proc.wait(timeout=wait)
-                break
-            except ProcessLookupError:
-                break
-            except subprocess.TimeoutExpired:
-                continue
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

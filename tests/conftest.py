@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bench.service_process import free_port, running_service  # noqa: F401 - free_port: shared by the tests
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("INFOGAN_SHARED_DATASETS", ROOT.parent / "shared" / "datasets"))
 
@@ -136,14 +138,6 @@ def bentoml_cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "bentoml", *args]
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def packaged_model(tmp_path_factory):
     """A real (tiny) generator in a tmp BentoML store, made once per test session."""
@@ -176,44 +170,13 @@ def packaged_model(tmp_path_factory):
 
 @contextlib.contextmanager
 def serving(bentoml_home: Path, log: Path, **env: str):
-    """``bentoml serve`` of the store at ``bentoml_home`` on a free local port, ready; killed
+    """``bentoml serve`` of the store at ``bentoml_home`` on a free local port, ready; stopped
     (whole process group) afterwards."""
-    import signal
-    import subprocess
-    import time
-
-    import requests
-
-    port = free_port()
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(bentoml_cli("serve", SERVICE, "--host", "127.0.0.1", "--port", str(port)),
-                                cwd=ROOT, env=service_env(bentoml_home, **env), stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
     try:
-        start, ready = time.monotonic(), False
-        while time.monotonic() - start < READY_TIMEOUT_S and proc.poll() is None:
-            try:
-                ready = requests.get(f"{url}/readyz", timeout=2).status_code == 200
-            except requests.RequestException:
-                pass
-            if ready:
-                break
-            time.sleep(0.3)
-        if not ready:
-            pytest.fail(f"service not ready after {time.monotonic() - start:.0f}s (exit code {proc.poll()}):\n"
-                        + log.read_text(errors="replace")[-4000:])
-        yield {"url": url, "cold_start_s": time.monotonic() - start, "log": log}
-    finally:
-        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(proc.pid, sig)
-                proc.wait(timeout=wait)
-                break
-            except ProcessLookupError:
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        with running_service(None, service_env(bentoml_home, **env), READY_TIMEOUT_S, log_path=log) as service:
+            yield {"url": service.url, "cold_start_s": service.cold_start_s, "log": log}
+    except SystemExit as exc:  # not ready: a failed test or fixture, with the server's log
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")

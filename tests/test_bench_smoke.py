@@ -32,12 +32,9 @@ def ordered(summary: dict) -> bool:
 
 
 def test_explorer_latency_bench_moves_a_slider_in_chromium(server, tmp_path):
-    from .test_explorer import browser_missing
+    from .test_explorer import require_browser
 
-    if reason := browser_missing():  # as tests/test_explorer.py: CI (INFOGAN_REQUIRE_BROWSER=1) fails instead
-        if os.environ.get("INFOGAN_REQUIRE_BROWSER") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_browser()
     out = tmp_path / "explorer_latency.json"
     bench("explorer_latency.py", "--url", server["url"], "--moves", "3", "--warmup", "1", "--out", str(out))
     result = json.loads(out.read_text())

@@ -136,18 +136,14 @@ def explore_in_chromium(server: dict, info: dict) -> None:
     """The latent explorer on the colour model: a control per code, a painted grid in colour,
     and what it paints after a click is what /generate returns for the same request."""
     import io
-    import os
 
     import requests
     from PIL import Image
     from selenium.webdriver.common.by import By
 
-    from .test_explorer import blob_bytes, browser_missing, chromium_driver, element_png, open_explorer, paints, wait_for
+    from .test_explorer import blob_bytes, chromium_driver, element_png, open_explorer, paints, require_browser, wait_for
 
-    if reason := browser_missing():
-        if os.environ.get("INFOGAN_REQUIRE_BROWSER") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_browser()
     driver = chromium_driver()
     try:
         open_explorer(driver, server["url"])

@@ -36,6 +36,14 @@ def browser_missing() -> str | None:
             f"chromium-driver` (or set CHROMIUM_BIN / CHROMEDRIVER_BIN)")
 
 
+def require_browser() -> None:
+    """Skip when Chromium or its driver is missing; fail instead under INFOGAN_REQUIRE_BROWSER=1 (CI)."""
+    if reason := browser_missing():
+        if os.environ.get("INFOGAN_REQUIRE_BROWSER") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
 def chromium_driver(width: int = 1280, height: int = 1000):
     """Headless Debian Chromium through its own chromedriver; no Selenium Manager, no downloads."""
     from selenium import webdriver
@@ -116,11 +124,7 @@ def save_page_screenshot(driver, path: Path) -> Path:
 # ---- fixtures ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def browser():
-    reason = browser_missing()
-    if reason:
-        if os.environ.get("INFOGAN_REQUIRE_BROWSER") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_browser()
     driver = chromium_driver()
     try:
         yield driver

@@ -4,9 +4,7 @@ every stage once (~75 s of stage time here), the rest rerun one cheap stage or n
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +14,7 @@ import prefect  # noqa: F401 - required: a broken install fails these tests inst
 import pytest
 import yaml
 
+from bench.service_process import stop_process_group
 from tests.conftest import ROOT, free_port, make_dvc_project, tool_environ
 
 SERVER_TIMEOUT_S = 180
@@ -23,15 +22,7 @@ MEASURED: dict[str, float] = {}
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=wait)
-            return
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    stop_process_group(proc, term_wait_s=10, kill_wait_s=10)
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
