@@ -2,6 +2,7 @@
 `bentoml serve` finds no 5xx, no valid request refused and no invalid one accepted."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +37,8 @@ def test_openapi_document_states_the_guard_and_the_model(server):
 def test_schemathesis_finds_nothing_in_a_short_run(server, tmp_path):
     proc = schemathesis(server, tmp_path, examples=5, max_time_s=12)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
-    assert " passed" in proc.stdout and "0 generated" not in proc.stdout, proc.stdout[-3000:]
+    # Some cases were generated: "0 generated" as a count, not the tail of "250 generated".
+    assert " passed" in proc.stdout and not re.search(r"(?<!\d)0 generated", proc.stdout), proc.stdout[-3000:]
 
 
 @pytest.mark.slow
