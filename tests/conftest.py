@@ -77,7 +77,8 @@ def tool_environ(root: Path) -> dict:
     return env
 
 
-def make_dvc_project(root: Path, epochs: int = 1, experiments: tuple[str, ...] = ("mnist",)) -> Path:
+def make_dvc_project(root: Path, epochs: int = 1, experiments: tuple[str, ...] = ("mnist",),
+                     select_metric: str | None = None) -> Path:
     """A real git + DVC project in ``root``: the repo's dvc.yaml and src/, a tiny params.yaml."""
     import shutil
     import subprocess
@@ -89,6 +90,8 @@ def make_dvc_project(root: Path, epochs: int = 1, experiments: tuple[str, ...] =
     params = tiny_params(train={"epochs": epochs})
     params["experiments"] = {name: params["experiments"][name] for name in experiments}
     params["pipeline"]["select"]["experiments"] = [experiments[0]]
+    if select_metric is not None:
+        params["pipeline"]["select"]["metric"] = select_metric
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # The tools' state folders stay out of git, as in the real project.
     (root / ".gitignore").write_text("".join(f"{p}\n" for p in (

@@ -195,8 +195,8 @@ def test_bn_calibrated_reads_a_batch_as_training_mode_would_and_leaves_d_alone()
 
 def test_categorical_scores_on_a_q_whose_answers_are_known():
     """Q reads a permutation of the labels on 90 % of the images and garbage on the rest: the
-    Hungarian accuracy is 0.9 and the mapping undoes the permutation; a Q that reads the label
-    of another image scores about chance."""
+    Hungarian accuracy is 0.9, the mapping undoes the permutation and the confusions name where
+    the garbage went; a Q that reads the label of another image scores about chance."""
     from infogan.metrics import categorical_scores
 
     spec = LatentSpec(noise_dim=2, categorical=(10,), continuous=0)
@@ -214,9 +214,37 @@ def test_categorical_scores_on_a_q_whose_answers_are_known():
     (score,) = categorical_scores(spec, ReadsThePixel(), images, labels, "cpu", batch_size=128)
     assert score["accuracy"] == pytest.approx(0.9) and score["used_values"] == 10
     assert all(score["mapping"][int(perm[k])] == k for k in range(10))
+    # each label's garbage tenth lands on the value next to its own, which stands for another label
+    stands_for = {int(perm[k]): k for k in range(10)}
+    assert len(score["confusions"]) == 5 and sum(map(sum, score["value_by_label"])) == 1000
+    for c in score["confusions"]:
+        assert c["images"] == 10 and c["read_as"] == str(stands_for[(int(perm[int(c["label"])]) + 1) % 10])
     shuffled = labels[torch.randperm(1000, generator=torch.Generator().manual_seed(1))]
     (chance,) = categorical_scores(spec, ReadsThePixel(), images, shuffled, "cpu")
     assert chance["accuracy"] < 0.2
+
+
+def test_paired_code_information_is_one_for_a_warp_proof_q_and_zero_when_the_copy_is_another_image():
+    """The label-free figure select ranks on: a Q that reads one pixel confidently, over balanced
+    values, keeps its reading under a warp that leaves the pixel alone (fraction near 1); when
+    the "copy" is another image, the two readings are independent (near 0)."""
+    from infogan.metrics import paired_code_information
+
+    spec = LatentSpec(noise_dim=2, categorical=(10,), continuous=0)
+    images = (torch.arange(2000) % 10).to(torch.uint8).view(-1, 1, 1, 1).expand(-1, 1, 4, 4).contiguous()
+
+    class ReadsThePixel(torch.nn.Module):
+        def forward(self, x):
+            value = ((x[:, 0, 0, 0] + 1) * 127.5).round().long()
+            return x.new_zeros(len(x)), torch.nn.functional.one_hot(value, 10).float() * 20
+
+    def another_image(x):
+        return x[torch.randperm(len(x))]
+
+    (kept,) = paired_code_information(spec, ReadsThePixel(), images, lambda x: x.flip(3), "cpu", seed=0)
+    (lost,) = paired_code_information(spec, ReadsThePixel(), images, another_image, "cpu", seed=0)
+    assert kept["fraction"] == pytest.approx(1.0, abs=1e-3) and kept["nats"] == pytest.approx(2.302585, abs=3e-3)
+    assert lost["fraction"] < 0.01
 
 
 def test_the_resume_check_blocks_what_shapes_the_model_and_nothing_else():

@@ -216,7 +216,8 @@ class InfoGANConfig(_Strict):
 
 
 class SelectConfig(_Strict):
-    metric: str = _f("accuracy", "key of metrics/<experiment>.json to rank on (dotted for nested keys)")
+    metric: str = _f("label_free.paired_information_fraction",
+                     "key of metrics/<experiment>.json to rank on (dotted for nested keys)")
     mode: Literal["max", "min"] = _f("max", "whether a larger or a smaller value wins")
     experiments: list[str] = _f(list, "experiments whose generators compete; [] = every experiment")
 

@@ -21,7 +21,9 @@ from .features import features, frechet_distance, load_or_train_feature_net, prd
 from .io import atomic_write_json, file_sha256
 from .latent import LatentBatch, LatentSpec
 from .factors import factor_scores
-from .metrics import bn_calibrated, hungarian_accuracy, q_predictions, scores_of_predictions
+from .augment import Augment
+from .metrics import (bn_calibrated, hungarian_accuracy, paired_code_information, q_predictions,
+                      scores_of_predictions)
 from .nets import Generator
 from .objective import info_nll
 from .tracking import RunLogger
@@ -193,6 +195,12 @@ def evaluate(cfg: InfoGANConfig, checkpoint: str | Path, out_json: str | Path | 
     test = load_split(cfg.data, "test")
     train = load_split(cfg.data, "train") if test is not None else None
     labelled = test is not None and bool((test.labels >= 0).all())
+    if test is not None and spec.categorical:
+        with phase("label-free: Q's paired information on real test images"):
+            calibration = train.images[:ec.bn_calibration_images] if ec.bn_calibration_images else None
+            paired = paired_code_information(spec, d, test.images, Augment.from_config(cfg.train.augment), device,
+                                             ec.seed + 5, ec.batch_size, calibration)
+        result["label_free"] = {"paired_information": paired, "paired_information_fraction": paired[0]["fraction"]}
     if labelled and spec.categorical:
         calibration = train.images[:ec.bn_calibration_images] if ec.bn_calibration_images else None
         names = class_names(cfg.data.dataset, int(test.labels.max()) + 1)

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
 from .data import to_unit_range
+from .objective.real_info import paired_information
 
 
 def contingency(pred: np.ndarray, labels: np.ndarray, n_pred: int, n_labels: int) -> np.ndarray:
@@ -78,6 +80,31 @@ def q_outputs(discriminator, images_uint8: torch.Tensor, device: torch.device, b
     return torch.cat(outs)
 
 
+@torch.no_grad()
+def paired_code_information(spec, discriminator, images_uint8: torch.Tensor, augment, device, seed: int,
+                            batch_size: int = 1000, calibration_uint8: torch.Tensor | None = None) -> list[dict]:
+    """Label-free, per categorical code: the mutual information between Q's readings of each
+    image and of a randomly warped copy (``augment``), in nats and as a share of H(c). 1 means Q
+    spreads the images over the values as the prior does, confidently, and the warp never
+    changes a reading. It is what ``real_info`` with pairs maximises, here on held-out images;
+    IIC (Ji et al. 2019) picks among its heads by the same quantity."""
+    if calibration_uint8 is not None:
+        discriminator = real_calibrated(discriminator, calibration_uint8, device)
+    discriminator.eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        pairs = [(discriminator(x)[1].float().cpu(), discriminator(augment(x))[1].float().cpu())
+                 for x in (to_unit_range(images_uint8[i:i + batch_size].to(device))
+                           for i in range(0, len(images_uint8), batch_size))]
+    logits_a, _, _ = spec.split_q(torch.cat([a for a, _ in pairs]))
+    logits_b, _, _ = spec.split_q(torch.cat([b for _, b in pairs]))
+    out = []
+    for i, (k, a, b) in enumerate(zip(spec.categorical, logits_a, logits_b)):
+        info = float(paired_information(a.softmax(1), b.softmax(1)))
+        out.append({"code": f"cat{i}", "nats": round(info, 5), "fraction": round(info / math.log(k), 5)})
+    return out
+
+
 def value_labels(table: np.ndarray, mapping: dict[int, int], names: list[str]) -> list[dict]:
     """Per code value (a row of the value x label ``table``): the label it stands for (its
     Hungarian match, else its most common label) and its purity, the share of the images
@@ -92,6 +119,18 @@ def value_labels(table: np.ndarray, mapping: dict[int, int], names: list[str]) -
     return out
 
 
+def confusions(table: np.ndarray, values: list[dict], names: list[str], top: int = 5) -> list[dict]:
+    """The ``top`` largest mistakes of a value x label ``table`` read through each value's label
+    (``value_labels``): how many images of one label Q puts on a value that stands for another."""
+    read_as = np.zeros((len(names), len(names)), dtype=np.int64)
+    for value, row in zip(values, table):
+        read_as[:, value["label_index"]] += row[: len(names)]
+    np.fill_diagonal(read_as, 0)
+    order = np.argsort(-read_as, axis=None, kind="stable")[:top]
+    return [{"label": names[t], "read_as": names[r], "images": int(read_as[t, r])}
+            for t, r in zip(*np.unravel_index(order, read_as.shape)) if read_as[t, r] > 0]
+
+
 def q_predictions(spec, discriminator, images_uint8, device, batch_size: int = 1000,
                   calibration_uint8: torch.Tensor | None = None) -> list[np.ndarray]:
     """Per categorical code, Q's most likely value for each image (D calibrated on real images
@@ -103,17 +142,20 @@ def q_predictions(spec, discriminator, images_uint8, device, batch_size: int = 1
 
 
 def scores_of_predictions(spec, predictions: list[np.ndarray], labels, names: list[str] | None = None) -> list[dict]:
-    """Per categorical code: Hungarian accuracy, NMI, the code-value -> label mapping and each
-    value's label and purity (``names`` spell the labels; default their indices)."""
+    """Per categorical code: Hungarian accuracy, NMI, the code-value -> label mapping, each
+    value's label and purity, the value x label counts and the largest confusions (``names``
+    spell the labels; default their indices)."""
     labels_np = labels.numpy()
     n_labels = int(labels_np.max()) + 1
     names = names or [str(i) for i in range(n_labels)]
     results = []
     for i, (k, pred) in enumerate(zip(spec.categorical, predictions)):
         acc, mapping = hungarian_accuracy(pred, labels_np, k, n_labels)
+        table = contingency(pred, labels_np, k, n_labels)
+        values = value_labels(table, mapping, names)
         results.append({"code": f"cat{i}", "accuracy": acc, "nmi": normalized_mutual_info(pred, labels_np),
-                        "mapping": mapping, "used_values": int(len(np.unique(pred))),
-                        "values": value_labels(contingency(pred, labels_np, k, n_labels), mapping, names)})
+                        "mapping": mapping, "used_values": int(len(np.unique(pred))), "values": values,
+                        "value_by_label": table.tolist(), "confusions": confusions(table, values, names)})
     return results
 
 

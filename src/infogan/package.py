@@ -76,6 +76,9 @@ def headline(metrics: dict) -> dict:
     for key in ("fid", "fid_floor_train_vs_test", "precision", "recall"):
         if isinstance(quality.get(key), (int, float)):
             out[f"image_quality_{key}"] = quality[key]
+    label_free = (metrics.get("label_free") or {}).get("paired_information_fraction")
+    if isinstance(label_free, (int, float)):
+        out["label_free_paired_information_fraction"] = label_free
     roles = metrics.get("continuous_roles") or {}
     for key, value in roles.items():
         if key.endswith("_r") and isinstance(value, (int, float)) and not isinstance(value, bool):

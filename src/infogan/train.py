@@ -182,7 +182,8 @@ class Trainer:
         calibration = self.batches.images[:n_cal] if n_cal and hasattr(self.batches, "images") else None
         scores = categorical_scores(self.spec, self.D, self.test.images, self.test.labels, self.device,
                                     calibration_uint8=calibration)
-        return {k: scores[0][k] for k in ("accuracy", "nmi", "used_values")}
+        return {k: scores[0][k] for k in ("accuracy", "nmi", "used_values")} | {
+            "confusions": {f"{c['label']}->{c['read_as']}": c["images"] for c in scores[0]["confusions"][:3]}}
 
     @torch.no_grad()
     def render_grid(self, epoch: int) -> Path:

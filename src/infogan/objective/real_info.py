@@ -4,7 +4,9 @@ H(c) - I(x_real; c_hat) on a real batch: Q spreads real images over the code val
 uniform prior does (when G matches the data, the average of Q(c|x) over real x equals p(c))
 and is confident on each, so one value cannot claim two classes while another splits one.
 With ``pairs`` it is measured on (real, augmented real) pairs, H(c) - I(c_hat(x);
-c_hat(aug(x))), so Q must also read the same value from both (IIC-style; no labels).
+c_hat(aug(x))), so Q must also read the same value from both (IIC-style; no labels). Without
+``augmented_grad`` the augmented copy's reading is a target: only the real image's reading
+moves toward it, and the copy's pass through D's body runs without gradient.
 """
 from __future__ import annotations
 
@@ -39,16 +41,23 @@ def paired_code_information_gap(spec: LatentSpec, q_out_a: torch.Tensor, q_out_b
     lb, _, _ = spec.split_q(q_out_b.float())
     total = q_out_a.new_zeros((), dtype=torch.float32)
     for k, a, b in zip(spec.categorical, la, lb):
-        joint = a.softmax(1).t() @ b.softmax(1) / a.shape[0]
-        joint = ((joint + joint.t()) / 2).clamp_min(1e-12)
-        pi, pj = joint.sum(1, keepdim=True), joint.sum(0, keepdim=True)
-        info = (joint * (joint.log() - pi.log() - pj.log())).sum()
-        total = total + math.log(k) - info
+        total = total + math.log(k) - paired_information(a.softmax(1), b.softmax(1))
     return total
+
+
+def paired_information(p_a: torch.Tensor, p_b: torch.Tensor) -> torch.Tensor:
+    """I(c_hat(x); c_hat(x')) in nats from the (n, k) code probabilities of n pairs (x, x'): the
+    joint of the two readings estimated over the pairs, symmetrised."""
+    joint = p_a.t() @ p_b / p_a.shape[0]
+    joint = ((joint + joint.t()) / 2).clamp_min(1e-12)
+    pi, pj = joint.sum(1, keepdim=True), joint.sum(0, keepdim=True)
+    return (joint * (joint.log() - pi.log() - pj.log())).sum()
 
 
 class RealInfoConfig(TermConfig):
     pairs: bool = Field(False, description="measure it on (real, augmented real) pairs (train.augment)")
+    augmented_grad: bool = Field(True, description="with pairs: the gradient also flows through the augmented "
+                                                   "copy (false: a forward pass without gradient, a third the cost)")
 
 
 @register
@@ -65,6 +74,7 @@ class RealInfo(Term):
     def loss(self, ctx: StepContext) -> torch.Tensor:
         if not self.cfg.pairs:
             return self.cfg.weight * real_code_entropy_gap(self.spec, ctx.q_on_real(ctx.h_real))
-        h_augmented = ctx.body(ctx.augment(ctx.real))
+        with torch.set_grad_enabled(self.cfg.augmented_grad):
+            h_augmented = ctx.body(ctx.augment(ctx.real))
         return self.cfg.weight * paired_code_information_gap(self.spec, ctx.q_on_real(ctx.h_real),
                                                              ctx.q_on_real(h_augmented))
