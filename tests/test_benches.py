@@ -32,6 +32,18 @@ def test_continuous_codes_bench_writes_real_relation_and_code_effects(tiny_proje
     for key in ("shear", "log_width", "log_height", "log_ink", "q_code0", "q_code1"):
         assert isinstance(effects["codes"]["cont1"][key], float)
 
+    # The same checkpoint through bench/label_free_vs_accuracy.py: Q's accuracy as training scored
+    # it (same BatchNorm calibration), the label-free figure a share of H(c), no correlation of one.
+    out = tiny_project / "lfa.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench/label_free_vs_accuracy.py"), "--out", str(out),
+                           "runs/mnist/checkpoint.pt"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    (row,) = result["checkpoints"]
+    last_epoch = json.loads((tiny_project / "runs/mnist/logs/epochs.json").read_text())[-1]
+    assert row["epoch"] == 2 and row["accuracy"] == last_epoch["accuracy"]
+    assert 0 <= row["paired_information_fraction"] <= 1 and result["spearman_accuracy"] is None
+
 
 def test_throughput_bench_times_every_step_beside_the_matmul_peak(tmp_path):
     """bench/train_throughput.py (`make bench`), seconds-long: every experiment's step, the

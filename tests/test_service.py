@@ -53,7 +53,8 @@ def test_info_describes_spec_model_metrics_and_provenance(server):
     assert 0.0 <= info["metrics"]["accuracy"] <= 1.0 and "nmi" in info["metrics"]
     prov = info["provenance"]
     assert prov["labels"]["experiment"] == "mnist" and prov["experiment"] == "mnist" and prov["epoch"] == 1
-    assert prov["metadata"]["selection_metric"] == "accuracy"
+    assert prov["metadata"]["selection_metric"] == "label_free.paired_information_fraction"  # no labels
+    assert prov["metadata"]["selection_value"] == prov["metadata"]["label_free_paired_information_fraction"]
     expected = {k[:-len("_controls")]: v for k, v in server["metadata"].items() if k.endswith("_controls")}
     assert info["continuous_controls"] == expected
     assert set(expected) == {"cont0", "cont1"}  # the packaged model is scored on the core's `image` set

@@ -148,31 +148,6 @@ def test_a_term_with_a_sub_batch_sees_its_share_of_the_step(tiny_project):
     assert sizes == [64, 64, 16, 64, 16]
 
 
-def test_real_info_without_augmented_grad_passes_the_copy_without_gradient(tiny_project):
-    """``augmented_grad: false``: the same paired loss, but the augmented copy's pass through D's
-    body builds no graph (the real images' pass, shared with D's loss, carries the gradient)."""
-    cli.prepare()
-
-    def loss_and_grad_flags(augmented_grad):
-        objective = f"train.objective={{real_info: {{weight: 1.0, pairs: true, augmented_grad: {augmented_grad}}}}}"
-        trainer = Trainer(load_config("params.yaml", "mnist", [objective]), tiny_project / f"grad_{augmented_grad}")
-        real = next(trainer.batches.epoch(torch.Generator().manual_seed(0)))
-        flags = []
-        handle = trainer.D.body.register_forward_hook(lambda _m, _a, out: flags.append(out.requires_grad))
-        torch.manual_seed(3)
-        ctx = trainer.context(real)
-        ctx.fake = trainer.G(trainer.spec.assemble(ctx.codes))
-        _, stats = trainer.objective.discriminator_phase(ctx)
-        handle.remove()
-        return stats["real_info"], flags
-
-    with_grad, flags = loss_and_grad_flags("true")
-    assert flags == [True, True, True]
-    without, flags = loss_and_grad_flags("false")
-    assert flags == [True, True, False]
-    assert torch.allclose(with_grad, without)
-
-
 def test_digit_roles_trains_q_and_d_body_only(tiny_project):
     """The real-image roles term: a finite squared error whose gradient reaches Q's head and
     D's body (it is part of D's step), never G."""

@@ -4,9 +4,7 @@ H(c) - I(x_real; c_hat) on a real batch: Q spreads real images over the code val
 uniform prior does (when G matches the data, the average of Q(c|x) over real x equals p(c))
 and is confident on each, so one value cannot claim two classes while another splits one.
 With ``pairs`` it is measured on (real, augmented real) pairs, H(c) - I(c_hat(x);
-c_hat(aug(x))), so Q must also read the same value from both (IIC-style; no labels). Without
-``augmented_grad`` the augmented copy's reading is a target: only the real image's reading
-moves toward it, and the copy's pass through D's body runs without gradient.
+c_hat(aug(x))), so Q must also read the same value from both (IIC-style; no labels).
 """
 from __future__ import annotations
 
@@ -56,8 +54,6 @@ def paired_information(p_a: torch.Tensor, p_b: torch.Tensor) -> torch.Tensor:
 
 class RealInfoConfig(TermConfig):
     pairs: bool = Field(False, description="measure it on (real, augmented real) pairs (train.augment)")
-    augmented_grad: bool = Field(True, description="with pairs: the gradient also flows through the augmented "
-                                                   "copy (false: a forward pass without gradient, a third the cost)")
 
 
 @register
@@ -74,7 +70,6 @@ class RealInfo(Term):
     def loss(self, ctx: StepContext) -> torch.Tensor:
         if not self.cfg.pairs:
             return self.cfg.weight * real_code_entropy_gap(self.spec, ctx.q_on_real(ctx.h_real))
-        with torch.set_grad_enabled(self.cfg.augmented_grad):
-            h_augmented = ctx.body(ctx.augment(ctx.real))
+        h_augmented = ctx.body(ctx.augment(ctx.real))
         return self.cfg.weight * paired_code_information_gap(self.spec, ctx.q_on_real(ctx.h_real),
                                                              ctx.q_on_real(h_augmented))
