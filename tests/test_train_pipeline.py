@@ -251,7 +251,8 @@ def test_full_chain_evaluate_and_traverse(tiny_project):
     assert paired["code"] == "cat0" and 0 <= metrics["label_free"]["paired_information_fraction"] == paired["fraction"] <= 1
     assert metrics["time_to_accuracy"]["target"] == 0.95  # a 256-image toy does not get there
     assert metrics["time_to_accuracy"]["reached"] is False
-    assert {"Q on real test images (BatchNorm calibration, accuracy, NMI)", "L_I on generated samples",
+    assert {"Q on real test images: BatchNorm calibration, label-free paired information",
+            "Q on real test images (accuracy, NMI)", "L_I on generated samples",
             "FID and precision/recall"} <= set(metrics["phase_seconds"])
     assert metrics["h_cat"] == pytest.approx(2.302585, abs=1e-5) and metrics["mi_cat"] <= metrics["h_cat"] + 1e-6
     assert set(metrics["continuous"]) == {"cont0", "cont1"}

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .attributes import attribute_set, within_row_correlation, within_row_correlation_interval
+from .augment import Augment
 from .checkpoint import load_checkpoint, rebuild_models, select_device
 from .config import InfoGANConfig
 from .data import class_names, load_split
@@ -21,9 +22,8 @@ from .features import features, frechet_distance, load_or_train_feature_net, prd
 from .io import atomic_write_json, file_sha256
 from .latent import LatentBatch, LatentSpec
 from .factors import factor_scores
-from .augment import Augment
 from .metrics import (bn_calibrated, hungarian_accuracy, paired_code_information, q_predictions,
-                      scores_of_predictions)
+                      real_calibrated, scores_of_predictions)
 from .nets import Generator
 from .objective import info_nll
 from .tracking import RunLogger
@@ -196,16 +196,17 @@ def evaluate(cfg: InfoGANConfig, checkpoint: str | Path, out_json: str | Path | 
     train = load_split(cfg.data, "train") if test is not None else None
     labelled = test is not None and bool((test.labels >= 0).all())
     if test is not None and spec.categorical:
-        with phase("label-free: Q's paired information on real test images"):
-            calibration = train.images[:ec.bn_calibration_images] if ec.bn_calibration_images else None
-            paired = paired_code_information(spec, d, test.images, Augment.from_config(cfg.train.augment), device,
-                                             ec.seed + 5, ec.batch_size, calibration)
+        with phase("Q on real test images: BatchNorm calibration, label-free paired information"):
+            # D's BatchNorm statistics of real unlabelled training images: how Q reads real images
+            d_real = real_calibrated(d, train.images[:ec.bn_calibration_images], device) \
+                if ec.bn_calibration_images else d
+            paired = paired_code_information(spec, d_real, test.images, Augment.from_config(cfg.train.augment),
+                                             device, ec.seed + 5, ec.batch_size)
         result["label_free"] = {"paired_information": paired, "paired_information_fraction": paired[0]["fraction"]}
     if labelled and spec.categorical:
-        calibration = train.images[:ec.bn_calibration_images] if ec.bn_calibration_images else None
         names = class_names(cfg.data.dataset, int(test.labels.max()) + 1)
-        with phase("Q on real test images (BatchNorm calibration, accuracy, NMI)"):
-            predictions = q_predictions(spec, d, test.images, device, ec.batch_size, calibration)
+        with phase("Q on real test images (accuracy, NMI)"):
+            predictions = q_predictions(spec, d_real, test.images, device, ec.batch_size)
             scores = scores_of_predictions(spec, predictions, test.labels, names)
         with phase("codes against every known factor, and k-means on pixels"):
             factors = {"label": test.labels.numpy()} | {k: v.numpy() for k, v in test.factors.items()}

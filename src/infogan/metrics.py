@@ -90,12 +90,14 @@ def paired_code_information(spec, discriminator, images_uint8: torch.Tensor, aug
     IIC (Ji et al. 2019) picks among its heads by the same quantity."""
     if calibration_uint8 is not None:
         discriminator = real_calibrated(discriminator, calibration_uint8, device)
+    was_training = discriminator.training
     discriminator.eval()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         pairs = [(discriminator(x)[1].float().cpu(), discriminator(augment(x))[1].float().cpu())
                  for x in (to_unit_range(images_uint8[i:i + batch_size].to(device))
                            for i in range(0, len(images_uint8), batch_size))]
+    discriminator.train(was_training)
     logits_a, _, _ = spec.split_q(torch.cat([a for a, _ in pairs]))
     logits_b, _, _ = spec.split_q(torch.cat([b for _, b in pairs]))
     out = []
