@@ -21,7 +21,7 @@ from infogan.augment import Augment
 from infogan.checkpoint import load_checkpoint, rebuild_models
 from infogan.data import load_split
 from infogan.io import atomic_write_json
-from infogan.metrics import paired_code_information, q_predictions, scores_of_predictions
+from infogan.metrics import paired_code_information, q_predictions, real_calibrated, scores_of_predictions
 from infogan.params import load_config
 
 
@@ -41,10 +41,11 @@ def main() -> None:
     for path in args.checkpoints:
         ckpt = load_checkpoint(path, device)
         _, d, spec = rebuild_models(ckpt, device)
-        paired = paired_code_information(spec, d, test.images, Augment.from_config(cfg.train.augment), device,
-                                         ec.seed + 5, ec.batch_size, calibration)
-        (score,) = scores_of_predictions(spec, q_predictions(spec, d, test.images, device, ec.batch_size,
-                                                             calibration), test.labels)[:1]
+        d_real = real_calibrated(d, calibration, device)  # once, for both figures (as evaluate does)
+        paired = paired_code_information(spec, d_real, test.images, Augment.from_config(cfg.train.augment), device,
+                                         ec.seed + 5, ec.batch_size)
+        (score,) = scores_of_predictions(spec, q_predictions(spec, d_real, test.images, device, ec.batch_size),
+                                         test.labels)[:1]
         rows.append({"checkpoint": path, "epoch": ckpt.get("epoch"), "paired_information_fraction":
                      paired[0]["fraction"], "accuracy": score["accuracy"], "nmi": round(score["nmi"], 4)})
         print(json.dumps(rows[-1]), flush=True)

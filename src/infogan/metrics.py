@@ -82,14 +82,13 @@ def q_outputs(discriminator, images_uint8: torch.Tensor, device: torch.device, b
 
 @torch.no_grad()
 def paired_code_information(spec, discriminator, images_uint8: torch.Tensor, augment, device, seed: int,
-                            batch_size: int = 1000, calibration_uint8: torch.Tensor | None = None) -> list[dict]:
+                            batch_size: int = 1000) -> list[dict]:
     """Label-free, per categorical code: the mutual information between Q's readings of each
     image and of a randomly warped copy (``augment``), in nats and as a share of H(c). 1 means Q
     spreads the images over the values as the prior does, confidently, and the warp never
     changes a reading. It is what ``real_info`` with pairs maximises, here on held-out images;
-    IIC (Ji et al. 2019) picks among its heads by the same quantity."""
-    if calibration_uint8 is not None:
-        discriminator = real_calibrated(discriminator, calibration_uint8, device)
+    IIC (Ji et al. 2019) picks among its heads by the same quantity. Pass D calibrated on real
+    images (``real_calibrated``), as Q's accuracy is read."""
     was_training = discriminator.training
     discriminator.eval()
     with torch.random.fork_rng(devices=[]):
