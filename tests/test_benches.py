@@ -44,6 +44,13 @@ def test_continuous_codes_bench_writes_real_relation_and_code_effects(tiny_proje
     assert row["epoch"] == 2 and row["accuracy"] == last_epoch["accuracy"]
     assert 0 <= row["paired_information_fraction"] <= 1 and result["spearman_accuracy"] is None
 
+    # And its run folder through bench/seed_table.py: the accuracies training logged, per epoch.
+    proc = subprocess.run([sys.executable, str(ROOT / "bench/seed_table.py"), "--out", str(tiny_project / "st.json"),
+                           "runs/mnist"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = json.loads((tiny_project / "st.json").read_text())
+    assert table["seeds"][0]["accuracy"]["2"] == last_epoch["accuracy"] == table["per_epoch"]["2"]["median"]
+
 
 def test_throughput_bench_times_every_step_beside_the_matmul_peak(tmp_path):
     """bench/train_throughput.py (`make bench`), seconds-long: every experiment's step, the
@@ -61,3 +68,32 @@ def test_throughput_bench_times_every_step_beside_the_matmul_peak(tmp_path):
     for step in result["steps"].values():
         assert step["images_per_s"] > 0 and step["mflop_per_training_image"] > 0 and 0 < step["fraction_of_peak"] < 1
     assert result["matmul_peak_gflops_2048"] > 0 and result["baseline_images_per_s"] > 0 and result["device_name"]
+
+
+def test_seed_table_gives_median_min_best_and_time_to_each_target(tmp_path):
+    """bench/seed_table.py over three seeds' epoch records, one of which stopped an epoch early."""
+    def record(epoch, accuracy):
+        return {"epoch": epoch, "accuracy": accuracy, "images_seen": 60000 * epoch, "elapsed_s": 100.0 * epoch,
+                "matmul_peak_gflops": 90.0, "device_name": "cpu"}
+    curves = {"s0": [0.80, 0.96, 0.975], "s1": [0.76, 0.81, 0.93], "s2": [0.82, 0.951]}
+    for name, curve in curves.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps([record(e + 1, a) for e, a in enumerate(curve)]))
+    out = tmp_path / "table.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench/seed_table.py"), "--target", "0.95", "--target", "0.97",
+                           "--out", str(out)] + [str(tmp_path / f"{n}.json") for n in curves],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = json.loads(out.read_text())
+    assert table["per_epoch"]["2"] == {"median": 0.951, "min": 0.81, "mean": 0.907, "max": 0.96, "seeds": 3}
+    assert set(table["per_epoch"]) == {"1", "2"} and table["last_common_epoch"] == 2
+    assert table["best_seed_at_last_common_epoch"].endswith("s0.json")
+    s0, s1, s2 = table["seeds"]
+    assert s0["time_to"]["0.95"] == {"target": 0.95, "reached": True, "epoch": 2, "images_seen": 120000,
+                                     "elapsed_s": 200.0, "matmul_peak_gflops": 90.0, "device_name": "cpu"}
+    assert s0["time_to"]["0.97"]["epoch"] == 3 and not s1["time_to"]["0.95"]["reached"]
+    assert s2["time_to"]["0.95"]["epoch"] == 2 and "| **median** | 80.0 | 95.1 | - |" in proc.stdout
+
+    (tmp_path / "bad.json").write_text(json.dumps([{"epoch": 1}]))
+    proc = subprocess.run([sys.executable, str(ROOT / "bench/seed_table.py"), "--out", str(out), str(tmp_path / "bad.json")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "no epoch has an accuracy" in proc.stderr
