@@ -32,26 +32,6 @@ def test_two_steps_on_real_subset_update_every_part(tiny_project):
         assert not torch.equal(before[prefix], after[prefix]), f"{prefix} was not trained"
 
 
-def test_overcluster_head_learns_from_real_pairs_and_shapes_d_body(tiny_project):
-    """model.overcluster adds a head of that many values that real_info's pairs train: it learns,
-    and the same step with it moves D's body differently; without pairs it is a config error."""
-    cli.prepare()
-    plain = Trainer(load_config("params.yaml", "mnist"), tiny_project / "plain")
-    over = Trainer(load_config("params.yaml", "mnist", ["model.overcluster=12"]), tiny_project / "over")
-    assert plain.D.overcluster_head is None and over.D.overcluster_head[3].out_features == 12
-    over.D.load_state_dict(plain.D.state_dict(), strict=False)
-    over.G.load_state_dict(plain.G.state_dict())
-    head_before = over.D.overcluster_head[3].weight.clone()
-    real = next(plain.batches.epoch(torch.Generator().manual_seed(0)))
-    for trainer in (plain, over):
-        torch.manual_seed(5)
-        trainer.train_step(real)
-    assert not torch.equal(head_before, over.D.overcluster_head[3].weight), "the over-clustering head must learn"
-    assert not torch.equal(plain.D.body[0].weight, over.D.body[0].weight)
-    with pytest.raises(ValueError, match="model.overcluster .* real_info's pairs"):
-        load_config("params.yaml", "fashion_mnist", ["model.overcluster=12"])
-
-
 @pytest.mark.parametrize("lam, q_reaches_g", [(0.0, False), (1.0, True)])
 def test_information_term_reaches_g_only_when_lambda_positive(tiny_project, lam, q_reaches_g):
     """lambda = 0 is a plain GAN for G (the paper's ablation) while Q still learns from G's

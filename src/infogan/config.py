@@ -85,8 +85,6 @@ class ModelConfig(_Strict):
     base_channels: int = _f(64, "dcgan64 channel multiplier (ngf = ndf)", ge=8, le=512)
     q_hidden: int = _f(128, "units in Q's hidden layer", ge=8, le=4096)
     leaky_slope: float = _f(0.1, "negative slope of D's LeakyReLUs", ge=0.0, lt=1.0)
-    overcluster: int = _f(0, "values of an extra head on D's body that real_info's pairs train too (IIC); 0 = none",
-                          ge=0, le=1000)
 
 
 class AugmentConfig(_Strict):
@@ -209,10 +207,6 @@ class InfoGANConfig(_Strict):
         for name, term_cfg in self.train.objective.items():
             if term_cfg.weight > 0:
                 term_class(name).check(term_cfg, self)
-        pairs = self.train.objective.get("real_info")
-        if self.model.overcluster and not (pairs is not None and pairs.weight > 0 and getattr(pairs, "pairs", False)):
-            raise ValueError(f"model.overcluster ({self.model.overcluster}) is trained only by real_info's pairs: "
-                             f"set train.objective.real_info to {{weight: > 0, pairs: true}}, or model.overcluster to 0")
         from .attributes import attribute_sets  # late: attribute sets load the presets
 
         if self.evaluate.attributes not in attribute_sets():

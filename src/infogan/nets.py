@@ -57,11 +57,10 @@ class Discriminator(nn.Module):
     """D's body with two heads: ``d_head`` (real/fake logit) and ``q_head`` (Q(c|x) parameters)."""
 
     def __init__(self, arch: str, latent: dict, base_channels: int = 64, channels: int | None = None,
-                 q_hidden: int = 128, leaky_slope: float = 0.1, overcluster: int = 0):
+                 q_hidden: int = 128, leaky_slope: float = 0.1):
         super().__init__()
         self.ctor_args = {"arch": arch, "latent": dict(latent), "base_channels": base_channels,
-                          "channels": channels, "q_hidden": q_hidden, "leaky_slope": leaky_slope,
-                          "overcluster": overcluster}
+                          "channels": channels, "q_hidden": q_hidden, "leaky_slope": leaky_slope}
         self.spec = LatentSpec.from_dict(latent)
         act = lambda: nn.LeakyReLU(leaky_slope, inplace=True)  # noqa: E731
         if arch == "mnist":
@@ -87,10 +86,6 @@ class Discriminator(nn.Module):
         self.d_head = nn.Linear(feat, 1)
         self.q_head = nn.Sequential(nn.Linear(feat, q_hidden, bias=False), nn.BatchNorm1d(q_hidden), act(),
                                     nn.Linear(q_hidden, self.spec.q_output_dim))
-        # IIC's auxiliary over-clustering head (Ji et al. 2019): more values than the code has, on
-        # real images only, so D's body learns finer groups than the code's.
-        self.overcluster_head = (nn.Sequential(nn.Linear(feat, q_hidden, bias=False), nn.BatchNorm1d(q_hidden),
-                                               act(), nn.Linear(q_hidden, overcluster)) if overcluster else None)
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,5 +109,5 @@ def build_models(cfg, channels: int | None = None) -> tuple[Generator, Discrimin
     latent = LatentSpec.from_config(cfg.latent).to_dict()
     g = Generator(cfg.model.arch, latent, cfg.model.base_channels, channels)
     d = Discriminator(cfg.model.arch, latent, cfg.model.base_channels, channels,
-                      cfg.model.q_hidden, cfg.model.leaky_slope, cfg.model.overcluster)
+                      cfg.model.q_hidden, cfg.model.leaky_slope)
     return g, d

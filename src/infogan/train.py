@@ -109,10 +109,7 @@ class Trainer:
         self.opt_d = torch.optim.Adam(list(self.D.body.parameters()) + list(self.D.d_head.parameters()),
                                       lr=tc.lr_d, betas=betas)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=tc.lr_g, betas=betas)
-        q_params = list(self.D.q_head.parameters())
-        if self.D.overcluster_head is not None:
-            q_params += list(self.D.overcluster_head.parameters())
-        self.opt_q = torch.optim.Adam(q_params, lr=tc.lr_q, betas=betas)
+        self.opt_q = torch.optim.Adam(self.D.q_head.parameters(), lr=tc.lr_q, betas=betas)
         self.objective = Objective(tc, self.spec)
         self.augment = Augment.from_config(tc.augment)
         self.test = load_split(cfg.data, "test") if tc.eval_each_epoch and self.dist.main else None
@@ -145,7 +142,7 @@ class Trainer:
     def context(self, real: torch.Tensor) -> StepContext:
         return StepContext(self.spec, self.spec.sample_on_device(real.shape[0], self.device), real, self.epoch + 1,
                            self.step, self._body, self.D.d_head, self.D.q_head, self._gen, self.augment,
-                           self.cfg.train.info_grad == "shared", overcluster_head=self.D.overcluster_head)
+                           self.cfg.train.info_grad == "shared")
 
     def _average_gradients(self, params) -> None:
         if self.dist.enabled:

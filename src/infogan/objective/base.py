@@ -58,7 +58,6 @@ class StepContext:
     info_grad_shared: bool        # train.info_grad == "shared"
     fake: torch.Tensor | None = None
     h_real: torch.Tensor | None = None  # D's body on the real batch (D's step)
-    overcluster_head: torch.nn.Module | None = None  # model.overcluster: extra values for real pairs
     cache: dict = field(default_factory=dict)
 
     def head(self, n: int) -> "StepContext":
@@ -69,10 +68,10 @@ class StepContext:
                        fake=None if self.fake is None else self.fake[:n],
                        h_real=None if self.h_real is None else self.h_real[:n])
 
-    def q_on_real(self, h: torch.Tensor, head: torch.nn.Module | None = None) -> torch.Tensor:
-        """Q's output (or another of Q's heads') for body features of real images in D's step:
-        the gradient reaches D's body only when the information term is shared with it."""
-        return (self.q_head if head is None else head)(h if self.info_grad_shared else h.detach())
+    def q_on_real(self, h: torch.Tensor) -> torch.Tensor:
+        """Q's output for body features of real images in D's step: the gradient reaches D's
+        body only when the information term is shared with it."""
+        return self.q_head(h if self.info_grad_shared else h.detach())
 
 
 class Term:

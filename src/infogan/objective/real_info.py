@@ -4,8 +4,7 @@ H(c) - I(x_real; c_hat) on a real batch: Q spreads real images over the code val
 uniform prior does (when G matches the data, the average of Q(c|x) over real x equals p(c))
 and is confident on each, so one value cannot claim two classes while another splits one.
 With ``pairs`` it is measured on (real, augmented real) pairs, H(c) - I(c_hat(x);
-c_hat(aug(x))), so Q must also read the same value from both (IIC-style; no labels); with
-``model.overcluster`` the same pairs also train an over-clustering head of that many values.
+c_hat(aug(x))), so Q must also read the same value from both (IIC-style; no labels).
 """
 from __future__ import annotations
 
@@ -72,14 +71,5 @@ class RealInfo(Term):
         if not self.cfg.pairs:
             return self.cfg.weight * real_code_entropy_gap(self.spec, ctx.q_on_real(ctx.h_real))
         h_augmented = ctx.body(ctx.augment(ctx.real))
-        gap = paired_code_information_gap(self.spec, ctx.q_on_real(ctx.h_real), ctx.q_on_real(h_augmented))
-        if ctx.overcluster_head is not None:
-            gap = gap + overcluster_gap(ctx, h_augmented)
-        return self.cfg.weight * gap
-
-
-def overcluster_gap(ctx: StepContext, h_augmented: torch.Tensor) -> torch.Tensor:
-    """log k - I(o(x); o(aug(x))) for the over-clustering head o of k values; its gradient reaches
-    D's body as the code's does."""
-    a, b = (ctx.q_on_real(h, ctx.overcluster_head).float().softmax(1) for h in (ctx.h_real, h_augmented))
-    return math.log(a.shape[1]) - paired_information(a, b)
+        return self.cfg.weight * paired_code_information_gap(self.spec, ctx.q_on_real(ctx.h_real),
+                                                             ctx.q_on_real(h_augmented))
