@@ -29,7 +29,10 @@ def epochs_file(source: str) -> Path:
 
 
 def seed_row(source: str, targets: list[float]) -> dict:
-    history = json.loads(epochs_file(source).read_text())
+    try:
+        history = json.loads(epochs_file(source).read_text())
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"{source}: not JSON ({err})") from None
     if not isinstance(history, list) or not all(isinstance(r, dict) and "epoch" in r for r in history):
         raise SystemExit(f"{source}: not a list of epoch records (logs/epochs.json)")
     accuracy = {int(r["epoch"]): r["accuracy"] for r in history if r.get("accuracy") is not None}
