@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 from scipy.stats import spearmanr
 
-from infogan.augment import Augment
 from infogan.checkpoint import load_checkpoint, rebuild_models
 from infogan.data import load_split
+from infogan.evaluate import label_free_paired_information, real_reader
 from infogan.io import atomic_write_json
-from infogan.metrics import paired_code_information, q_predictions, real_calibrated, scores_of_predictions
+from infogan.metrics import q_predictions, scores_of_predictions
 from infogan.params import load_config
 
 
@@ -36,14 +36,12 @@ def main() -> None:
     cfg = load_config(args.params, args.experiment, args.set)
     ec, device = cfg.evaluate, torch.device("cpu")
     test, train = load_split(cfg.data, "test"), load_split(cfg.data, "train")
-    calibration = train.images[:ec.bn_calibration_images]
     rows = []
     for path in args.checkpoints:
         ckpt = load_checkpoint(path, device)
         _, d, spec = rebuild_models(ckpt, device)
-        d_real = real_calibrated(d, calibration, device)  # once, for both figures (as evaluate does)
-        paired = paired_code_information(spec, d_real, test.images, Augment.from_config(cfg.train.augment), device,
-                                         ec.seed + 5, ec.batch_size)
+        d_real = real_reader(d, train.images, ec, device)  # once, for both figures (as evaluate does)
+        paired = label_free_paired_information(cfg, spec, d_real, test.images, device)
         (score,) = scores_of_predictions(spec, q_predictions(spec, d_real, test.images, device, ec.batch_size),
                                          test.labels)[:1]
         rows.append({"checkpoint": path, "epoch": ckpt.get("epoch"), "paired_information_fraction":

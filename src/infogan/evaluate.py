@@ -175,6 +175,20 @@ def time_to_accuracy(history: list[dict], target: float) -> dict:
     return out
 
 
+def real_reader(d, train_images: torch.Tensor, ec, device):
+    """D as Q reads real images in evaluation: its BatchNorm calibrated on the first
+    ``evaluate.bn_calibration_images`` real, unlabelled training images (0: D as trained)."""
+    return real_calibrated(d, train_images[:ec.bn_calibration_images], device) if ec.bn_calibration_images else d
+
+
+def label_free_paired_information(cfg: InfoGANConfig, spec, d_real, test_images: torch.Tensor, device) -> list[dict]:
+    """The label-free figure ``select`` ranks on, per categorical code: Q's paired information on
+    the test images and their ``train.augment`` copies (seeded from ``evaluate.seed``)."""
+    ec = cfg.evaluate
+    return paired_code_information(spec, d_real, test_images, Augment.from_config(cfg.train.augment), device,
+                                   ec.seed + 5, ec.batch_size)
+
+
 def evaluate(cfg: InfoGANConfig, checkpoint: str | Path, out_json: str | Path | None = None,
              experiment: str | None = None) -> dict:
     """Score ``checkpoint``; the result also goes to W&B per ``cfg.tracking`` (an ``evaluate``
@@ -197,11 +211,8 @@ def evaluate(cfg: InfoGANConfig, checkpoint: str | Path, out_json: str | Path | 
     labelled = test is not None and bool((test.labels >= 0).all())
     if test is not None and spec.categorical:
         with phase("Q on real test images: BatchNorm calibration, label-free paired information"):
-            # D's BatchNorm statistics of real unlabelled training images: how Q reads real images
-            d_real = real_calibrated(d, train.images[:ec.bn_calibration_images], device) \
-                if ec.bn_calibration_images else d
-            paired = paired_code_information(spec, d_real, test.images, Augment.from_config(cfg.train.augment),
-                                             device, ec.seed + 5, ec.batch_size)
+            d_real = real_reader(d, train.images, ec, device)
+            paired = label_free_paired_information(cfg, spec, d_real, test.images, device)
         result["label_free"] = {"paired_information": paired, "paired_information_fraction": paired[0]["fraction"]}
     if labelled and spec.categorical:
         names = class_names(cfg.data.dataset, int(test.labels.max()) + 1)
