@@ -263,7 +263,7 @@ def test_the_resume_check_blocks_what_shapes_the_model_and_nothing_else():
 
     for key, value in (("seed", 3), ("lambda_cat", 0.5), ("lambda_cont", 0.0), ("lr_g", 1e-4), ("batch_size", 64)):
         assert changed("train", key, value) == [f"train.{key}"], key
-    assert changed("train", "objective", {"real_info": {"weight": 1.0, "from_epoch": 1, "pairs": 0.0}}) == [
+    assert changed("train", "objective", {"real_info": {"weight": 1.0, "from_epoch": 1, "pairs": False}}) == [
         "train.objective.real_info"]
     assert changed("latent", "noise_dim", 10) == ["latent.noise_dim"]
     for key, value in (("epochs", 9), ("progress_bar", False), ("log_every", 7), ("threads", 1)):

@@ -98,8 +98,7 @@ def test_a_term_that_is_off_costs_no_forward_pass(tiny_project):
 
     assert calls("train.objective={}") == 3
     assert calls() == 3 + 1 + 1 + 1  # real_info's augmented pair, warped_info, digit_roles
-    assert calls("train.objective.real_info.pairs=0") == 5
-    assert calls("train.objective.real_info.pairs=0.25") == 6  # a share of pairs still needs the augmented pass
+    assert calls("train.objective.real_info.pairs=false") == 5
     assert calls("train.objective.warped_info.weight=0", "train.objective.digit_roles.weight=0") == 4
     assert calls("train.lambda_cont=0", "train.objective.real_info.weight=0",
                  "train.objective.warped_info.weight=0") == 3
@@ -139,7 +138,7 @@ def test_a_term_with_a_sub_batch_sees_its_share_of_the_step(tiny_project):
     """``batch: 0.25`` of a 64-image step: real_info's augmented pairs and warped_info's warped
     samples pass D's body as 16 images, the paper's three passes stay whole."""
     cli.prepare()
-    cfg = load_config("params.yaml", "mnist", ["train.objective={real_info: {weight: 1.0, pairs: 1.0, batch: 0.25}, "
+    cfg = load_config("params.yaml", "mnist", ["train.objective={real_info: {weight: 1.0, pairs: true, batch: 0.25}, "
                                                "warped_info: {weight: 1.0, batch: 0.25}}"])
     trainer = Trainer(cfg, tiny_project / "sub_batch")
     sizes = []

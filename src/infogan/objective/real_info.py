@@ -3,9 +3,8 @@
 H(c) - I(x_real; c_hat) on a real batch: Q spreads real images over the code values as the
 uniform prior does (when G matches the data, the average of Q(c|x) over real x equals p(c))
 and is confident on each, so one value cannot claim two classes while another splits one.
-With ``pairs`` (a share in [0, 1]) that share of it is measured on (real, augmented real) pairs,
-H(c) - I(c_hat(x); c_hat(aug(x))), so Q must also read the same value from both (IIC-style; no
-labels).
+With ``pairs`` it is measured on (real, augmented real) pairs, H(c) - I(c_hat(x);
+c_hat(aug(x))), so Q must also read the same value from both (IIC-style; no labels).
 """
 from __future__ import annotations
 
@@ -54,8 +53,7 @@ def paired_information(p_a: torch.Tensor, p_b: torch.Tensor) -> torch.Tensor:
 
 
 class RealInfoConfig(TermConfig):
-    pairs: float = Field(0.0, ge=0, le=1, description="share of the term measured on (real, augmented real) pairs "
-                                                     "(train.augment); the rest on real images alone")
+    pairs: bool = Field(False, description="measure it on (real, augmented real) pairs (train.augment)")
 
 
 @register
@@ -70,12 +68,8 @@ class RealInfo(Term):
     Config = RealInfoConfig
 
     def loss(self, ctx: StepContext) -> torch.Tensor:
-        share = self.cfg.pairs
-        q_real = ctx.q_on_real(ctx.h_real)
-        loss = q_real.new_zeros((), dtype=torch.float32)
-        if share < 1:
-            loss = loss + (1 - share) * real_code_entropy_gap(self.spec, q_real)
-        if share > 0:
-            h_augmented = ctx.body(ctx.augment(ctx.real))
-            loss = loss + share * paired_code_information_gap(self.spec, q_real, ctx.q_on_real(h_augmented))
-        return self.cfg.weight * loss
+        if not self.cfg.pairs:
+            return self.cfg.weight * real_code_entropy_gap(self.spec, ctx.q_on_real(ctx.h_real))
+        h_augmented = ctx.body(ctx.augment(ctx.real))
+        return self.cfg.weight * paired_code_information_gap(self.spec, ctx.q_on_real(ctx.h_real),
+                                                             ctx.q_on_real(h_augmented))
