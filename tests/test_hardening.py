@@ -113,3 +113,23 @@ def test_params_yaml_of_the_project_still_loads_under_the_strict_loader():
     from infogan.params import read_params
 
     assert read_params(ROOT / "params.yaml") == raw
+
+
+def test_a_checkpoint_saved_by_another_version_names_the_setting_and_the_file(tmp_path):
+    from infogan.checkpoint import load_checkpoint, rebuild_models
+    from infogan.errors import CheckpointError
+    from infogan.nets import Discriminator, Generator
+
+    latent = {"noise_dim": 4, "categorical": [10], "continuous": 2}
+    g, d = Generator("mnist", latent), Discriminator("mnist", latent)
+    blob = {"generator_args": g.ctor_args, "generator": g.state_dict(), "latent": latent,
+            "discriminator_args": d.ctor_args, "discriminator": d.state_dict()}
+    path = tmp_path / "checkpoint.pt"
+    torch.save(blob, path)
+    rebuild_models(load_checkpoint(path))  # this version's own checkpoint loads
+    torch.save(blob | {"discriminator_args": d.ctor_args | {"overcluster": 0}}, path)
+    with pytest.raises(CheckpointError, match=r"checkpoint.pt was saved by another version .*'overcluster'"):
+        load_checkpoint(path)
+    torch.save(blob | {"generator_args": {"latent": latent}}, path)
+    with pytest.raises(CheckpointError, match=r"lacks \['arch'\]"):
+        load_checkpoint(path)

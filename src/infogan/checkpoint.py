@@ -6,12 +6,13 @@ A training checkpoint holds the constructor arguments of G and D with their weig
 """
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import torch
 
 from .config import InfoGANConfig
-from .errors import PrerequisiteError
+from .errors import CheckpointError, PrerequisiteError
 from .io import safe_load
 from .latent import LatentSpec
 from .nets import Discriminator, Generator
@@ -34,7 +35,24 @@ def select_device(name: str = "auto") -> torch.device:
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     if not Path(path).is_file():
         raise PrerequisiteError(f"checkpoint {path} not found: run `python -m infogan train` first")
-    return safe_load(path, map_location)
+    blob = safe_load(path, map_location)
+    for key, net in (("generator_args", Generator), ("discriminator_args", Discriminator)):
+        if isinstance(blob.get(key), dict):
+            check_constructor_args(net, blob[key], path)
+    return blob
+
+
+def check_constructor_args(net: type, args: dict, path: str | Path) -> None:
+    """A checkpoint saved by a version of this package whose network took other settings names
+    them here, instead of failing in the constructor."""
+    params = inspect.signature(net).parameters
+    unknown = sorted(set(args) - set(params))
+    missing = sorted(name for name, p in params.items() if p.default is p.empty and name not in args)
+    if unknown or missing:
+        what = "; ".join(part for part in (f"{net.__name__} here does not take {unknown}" if unknown else "",
+                                            f"it lacks {missing}" if missing else "") if part)
+        raise CheckpointError(f"{path} was saved by another version of infogan ({what}): retrain it with "
+                              "`python -m infogan train`, or load it with the version that saved it")
 
 
 def rebuild_generator(blob: dict, device="cpu") -> Generator:
