@@ -48,11 +48,14 @@ def check_constructor_args(net: type, args: dict, path: str | Path) -> None:
     params = inspect.signature(net).parameters
     unknown = sorted(set(args) - set(params))
     missing = sorted(name for name, p in params.items() if p.default is p.empty and name not in args)
-    if unknown or missing:
-        what = "; ".join(part for part in (f"{net.__name__} here does not take {unknown}" if unknown else "",
-                                            f"it lacks {missing}" if missing else "") if part)
-        raise CheckpointError(f"{path} was saved by another version of infogan ({what}): retrain it with "
-                              "`python -m infogan train`, or load it with the version that saved it")
+    problems = []
+    if unknown:
+        problems.append(f"{net.__name__} here does not take {unknown}")
+    if missing:
+        problems.append(f"it lacks {missing}")
+    if problems:
+        raise CheckpointError(f"{path} was saved by another version of infogan ({'; '.join(problems)}): retrain it "
+                              "with `python -m infogan train`, or load it with the version that saved it")
 
 
 def rebuild_generator(blob: dict, device="cpu") -> Generator:
