@@ -127,7 +127,6 @@ class Trainer:
                 "latent": self.spec.to_dict(), "config": self.cfg.model_dump(mode="json"),
                 "generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
                 "opt_d": self.opt_d.state_dict(), "opt_g": self.opt_g.state_dict(), "opt_q": self.opt_q.state_dict(),
-                "lazy_gradients": self.objective.held,  # a resumed run adds them as an uninterrupted one would
                 "epoch": self.epoch, "step": self.step, "images_seen": self.images_seen, "history": self.history}
 
     def load_state(self, ckpt: dict) -> None:
@@ -136,7 +135,6 @@ class Trainer:
         self.opt_d.load_state_dict(ckpt["opt_d"])
         self.opt_g.load_state_dict(ckpt["opt_g"])
         self.opt_q.load_state_dict(ckpt["opt_q"])
-        self.objective.held = dict(ckpt.get("lazy_gradients", {}))
         self.epoch, self.step, self.images_seen = ckpt["epoch"], ckpt["step"], ckpt["images_seen"]
         self.history = list(ckpt["history"])
 
@@ -160,21 +158,17 @@ class Trainer:
         # D's step (and Q's, through the shared body when info_grad is "shared")
         self.opt_d.zero_grad(set_to_none=True)
         self.opt_q.zero_grad(set_to_none=True)
-        ctx.params = list(self.D.parameters())
         with amp:
             loss_d, stats = self.objective.discriminator_phase(ctx)
         loss_d.backward()
-        self.objective.add_lazy_gradients("D", ctx)
         self._average_gradients(self.D.parameters())
         self.opt_d.step()
 
         # G and Q's step
         self.opt_g.zero_grad(set_to_none=True)
-        ctx.params = list(self.G.parameters()) + list(self.D.q_head.parameters())
         with amp:
             loss_g, g_stats = self.objective.generator_phase(ctx)
         loss_g.backward()
-        self.objective.add_lazy_gradients("G", ctx)
         self._average_gradients(list(self.G.parameters()) + list(self.D.q_head.parameters()))
         self.opt_g.step()
         self.opt_q.step()

@@ -5,13 +5,11 @@ images, the information term when it shares D's body (``train.info_grad: shared`
 D-phase terms. ``Objective.generator_phase`` is G and Q's step: the non-saturating loss, the
 information term, then the G-phase terms. Each term is one module (``real_info``,
 ``warped_info``; dataset presets add theirs); a term that is off is not built, so it costs
-nothing. A lazy term (``every: N``) is computed on every N-th step only, as StyleGAN2 evaluates
-its regularisers (Karras et al. 2020, appendix B), but its gradient is kept and added again on
-the N-1 steps between: Adam sees its pull on every step, at its own scale (weighting it N times
-on its step alone lost the clustering; docs/experiments/2026-12-07-held-lazy-terms.md). A term
-with ``batch: f`` sees the first share f of the step's images and latents (a sub-batch; its loss
-is a mean, so the same scale). Both phases return the loss and named statistics; a lazy term's
-statistic is reported on the steps that compute it.
+nothing. A lazy term (``every: N``) joins every N-th step only, weighted N times, as StyleGAN2
+evaluates its regularisers (Karras et al. 2020, appendix B); a term with ``batch: f`` sees the
+first share f of the step's images and latents (a sub-batch; its loss is a mean, so the same
+scale). Both phases return the loss and named statistics; a lazy term's statistic is reported
+on the steps that compute it.
 """
 from __future__ import annotations
 
@@ -31,7 +29,6 @@ class Objective:
         self.spec = spec
         self.info = Information(spec, tc.lambda_cat, tc.lambda_cont)
         self.shares_body = tc.info_grad == "shared"
-        self.held: dict[str, list[torch.Tensor | None]] = {}  # a lazy term's gradient, from its last step
         self.terms: list[Term] = [cls(tc.objective[name], spec) for name, cls in registered_terms().items()
                                   if name in tc.objective and self._wanted(cls, tc.objective[name])]
 
@@ -41,29 +38,14 @@ class Objective:
         return cfg.weight > 0 and self.info.lambda_of(cls.code_kind) > 0 and has_code
 
     def active(self, phase: str, ctx: StepContext) -> list[Term]:
-        return [t for t in self.terms if t.phase == phase and t.active(ctx.epoch)]
+        return [t for t in self.terms if t.phase == phase and t.active(ctx.epoch, ctx.step)]
 
     def _add_terms(self, phase: str, ctx: StepContext, loss: torch.Tensor,
                    stats: dict[str, torch.Tensor]) -> torch.Tensor:
         for term in self.active(phase, ctx):
-            if not term.computed(ctx.step):
-                continue
             part = term.loss(ctx.head(sub_batch_size(term.cfg, ctx.real.shape[0])))
-            stats[term.name] = part.detach().float()
-            if term.cfg.every == 1:
-                loss = loss + part
-            else:  # kept apart from the phase's loss: add_lazy_gradients adds it on this step and the next N-1
-                grads = torch.autograd.grad(part, ctx.params, retain_graph=True, allow_unused=True)
-                self.held[term.name] = [None if g is None else g.detach() for g in grads]
+            loss, stats[term.name] = loss + term.cfg.every * part, part.detach().float()
         return loss
-
-    def add_lazy_gradients(self, phase: str, ctx: StepContext) -> None:
-        """After the phase's backward pass: add each active lazy term's gradient from its last step
-        to the gradients of ``ctx.params``."""
-        for term in self.active(phase, ctx):
-            for p, g in zip(ctx.params, self.held.get(term.name, ())):
-                if g is not None:
-                    p.grad = g.clone() if p.grad is None else p.grad.add_(g)
 
     def stat_names(self) -> list[str]:
         return ["loss_d", "loss_g", "info_cat_nll", "info_cont_nll"] + [t.name for t in self.terms]

@@ -32,8 +32,7 @@ class TermConfig(BaseModel):
 
     weight: float = Field(0.0, ge=0, le=1000, description="weight of the term in its phase's loss; 0 = off")
     from_epoch: int = Field(1, ge=1, description="first epoch (1-based) in which the term is active")
-    every: int = Field(1, ge=1, le=64, description="lazy: computed on every N-th step, its gradient added again "
-                                                   "on the N-1 steps between")
+    every: int = Field(1, ge=1, le=64, description="lazy: computed on every N-th step only, its weight times N")
     batch: float = Field(1.0, gt=0, le=1, description="share of the step's batch the term sees (its first images)")
 
 
@@ -60,7 +59,6 @@ class StepContext:
     fake: torch.Tensor | None = None
     h_real: torch.Tensor | None = None  # D's body on the real batch (D's step)
     cache: dict = field(default_factory=dict)
-    params: list = field(default_factory=list)   # the phase's trained parameters (for lazy terms' gradients)
 
     def head(self, n: int) -> "StepContext":
         """The same step seen through its first ``n`` images and latents (a term's sub-batch)."""
@@ -92,12 +90,8 @@ class Term:
     def check(cls, cfg: TermConfig, config) -> None:
         """Checks across sections (latent size, batch size); raise ValueError naming the key."""
 
-    def active(self, epoch: int) -> bool:
-        return epoch >= self.cfg.from_epoch
-
-    def computed(self, step: int) -> bool:
-        """Whether the step computes the term (a lazy one reuses its gradient on the others)."""
-        return step % self.cfg.every == 0
+    def active(self, epoch: int, step: int) -> bool:
+        return epoch >= self.cfg.from_epoch and step % self.cfg.every == 0
 
     def loss(self, ctx: StepContext) -> torch.Tensor:
         raise NotImplementedError
